@@ -1,0 +1,40 @@
+"""Attention masks, all derived from per-token metadata inside the jitted model (never built on the host).
+
+Shapes use B = batch, T = query/new tokens, S = cache capacity. `True` means "may attend".
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+
+def causal_mask(batch: int, length: int) -> jnp.ndarray:
+    """[B, T, T]: token i sees tokens 0..i of the same call."""
+    m = jnp.tril(jnp.ones((length, length), dtype=bool))
+    return jnp.broadcast_to(m, (batch, length, length))
+
+
+def cache_prefix_mask(start: jnp.ndarray, length: int, capacity: int) -> jnp.ndarray:
+    """[B, T, S]: every new token of row b sees the cache entries before the row's write offset `start[b]`.
+
+    Entries at and beyond `start` are stale (rolled back, or about to be rewritten by this call) and hidden.
+    """
+    visible = jnp.arange(capacity)[None, :] < start[:, None]  # [B, S]
+    return jnp.broadcast_to(visible[:, None, :], (start.shape[0], length, capacity))
+
+
+def pard_attention_mask(segment: jnp.ndarray, block: jnp.ndarray, anchor: jnp.ndarray,
+                        position: jnp.ndarray) -> jnp.ndarray:
+    """[B, T, T] PARD training mask over packed tokens (DESIGN §1).
+
+    Each token carries its packed-example `segment` (0 = padding, never attended), its `block` j
+    (0 = the real sequence, j >= 1 = mask tokens), its `position` t and its `anchor` a = t - j.
+    A query q sees a key k iff they share a segment and either k is a real token at or before q's
+    anchor, or k is a mask token of the same anchor in a block no later than q's.
+    """
+    same_segment = (segment[:, :, None] == segment[:, None, :]) & (segment[:, None, :] > 0)
+    bq, bk = block[:, :, None], block[:, None, :]
+    aq, ak = anchor[:, :, None], anchor[:, None, :]
+    real_prefix = (bk == 0) & (position[:, None, :] <= aq)
+    same_chain = (bk >= 1) & (ak == aq) & (bk <= bq)
+    return same_segment & (real_prefix | same_chain)

@@ -1,0 +1,146 @@
+"""The decoder's typed configuration, built from an HF `config.json`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from pard_jax.errors import UserError
+
+SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
+_MODEL_TYPES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+
+
+@dataclasses.dataclass(frozen=True)
+class RopeScaling:
+    """Llama-3.1 style ('llama3') frequency scaling."""
+
+    factor: float
+    low_freq_factor: float
+    high_freq_factor: float
+    original_max_position_embeddings: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """One decoder covers Llama, Qwen2 and Qwen3 through these fields (hashable: usable as a jit static)."""
+
+    architecture: str
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    rope_scaling: RopeScaling | None = None
+    tie_word_embeddings: bool = False
+    qkv_bias: bool = False  # Qwen2
+    o_bias: bool = False
+    mlp_bias: bool = False
+    qk_norm: bool = False  # Qwen3: per-head RMSNorm on q and k
+    max_position_embeddings: int = 4096
+    bos_token_id: int | None = None
+    eos_token_ids: tuple[int, ...] = ()
+    pard_token: int | None = None  # the draft's mask token id, when it is a PARD draft
+
+    @property
+    def model_type(self) -> str:
+        return {v: k for k, v in _MODEL_TYPES.items()}[self.architecture]
+
+    @classmethod
+    def from_hf_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        arch = (d.get("architectures") or [None])[0] or _MODEL_TYPES.get(d.get("model_type", ""))
+        if arch not in SUPPORTED_ARCHITECTURES:
+            raise UserError(
+                f"unsupported architecture {arch!r} (model_type {d.get('model_type')!r}); "
+                f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
+            )
+        num_heads = d["num_attention_heads"]
+        rope = d.get("rope_scaling") or d.get("rope_parameters") or None
+        scaling = None
+        if rope and (rope.get("rope_type") or rope.get("type")) == "llama3":
+            scaling = RopeScaling(
+                factor=float(rope["factor"]),
+                low_freq_factor=float(rope["low_freq_factor"]),
+                high_freq_factor=float(rope["high_freq_factor"]),
+                original_max_position_embeddings=int(rope["original_max_position_embeddings"]),
+            )
+        elif rope and (rope.get("rope_type") or rope.get("type")) not in (None, "default"):
+            raise UserError(f"unsupported rope_scaling type {rope.get('rope_type') or rope.get('type')!r}; "
+                            "supported: none, 'default', 'llama3'")
+        theta = d.get("rope_theta") or (rope or {}).get("rope_theta") or 10000.0
+        eos = d.get("eos_token_id")
+        eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
+        is_qwen2 = arch == "Qwen2ForCausalLM"
+        return cls(
+            architecture=arch,
+            vocab_size=d["vocab_size"],
+            hidden_size=d["hidden_size"],
+            intermediate_size=d["intermediate_size"],
+            num_layers=d["num_hidden_layers"],
+            num_heads=num_heads,
+            num_kv_heads=d.get("num_key_value_heads") or num_heads,
+            head_dim=d.get("head_dim") or d["hidden_size"] // num_heads,
+            rms_norm_eps=float(d.get("rms_norm_eps", 1e-6)),
+            rope_theta=float(theta),
+            rope_scaling=scaling,
+            tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
+            qkv_bias=is_qwen2 or bool(d.get("attention_bias", False)),
+            o_bias=bool(d.get("attention_bias", False)),
+            mlp_bias=bool(d.get("mlp_bias", False)),
+            qk_norm=arch == "Qwen3ForCausalLM",
+            max_position_embeddings=int(d.get("max_position_embeddings", 4096)),
+            bos_token_id=d.get("bos_token_id"),
+            eos_token_ids=eos_ids,
+            pard_token=d.get("pard_token"),
+        )
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> "ModelConfig":
+        with open(path) as f:
+            return cls.from_hf_dict(json.load(f))
+
+    def to_hf_dict(self) -> dict[str, Any]:
+        """The HF config.json that transformers loads for these weights."""
+        d: dict[str, Any] = {
+            "architectures": [self.architecture],
+            "model_type": self.model_type,
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads,
+            "head_dim": self.head_dim,
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope_theta,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "max_position_embeddings": self.max_position_embeddings,
+            "hidden_act": "silu",
+            "torch_dtype": "float32",
+        }
+        if self.architecture == "LlamaForCausalLM":
+            d["attention_bias"] = self.qkv_bias
+            d["mlp_bias"] = self.mlp_bias
+        if self.rope_scaling is not None:
+            d["rope_scaling"] = {"rope_type": "llama3", **dataclasses.asdict(self.rope_scaling)}
+        if self.bos_token_id is not None:
+            d["bos_token_id"] = self.bos_token_id
+        if self.eos_token_ids:
+            d["eos_token_id"] = list(self.eos_token_ids) if len(self.eos_token_ids) > 1 else self.eos_token_ids[0]
+        if self.pard_token is not None:
+            d["pard_token"] = self.pard_token
+            d["spd_type"] = "pard"
+        return d
+
+    def truncated(self, num_layers: int) -> "ModelConfig":
+        """The same model with only its first `num_layers` decoder layers (a cheap draft)."""
+        if not 1 <= num_layers <= self.num_layers:
+            raise UserError(f"cannot keep {num_layers} layers of a {self.num_layers}-layer model; "
+                            f"choose 1..{self.num_layers}")
+        return dataclasses.replace(self, num_layers=num_layers)
