@@ -145,7 +145,7 @@ class Block(nn.Module):
 
 
 class Decoder(nn.Module):
-    """tokens [B, T] -> logits [B, T, V] (or [B, 1, V] at `logits_at`), plus new keys/values."""
+    """tokens [B, T] -> logits [B, T, V] (or [B, N, V] at `logits_at`), plus new keys/values."""
 
     cfg: ModelConfig
     dtype: Dtype = jnp.float32
@@ -157,7 +157,7 @@ class Decoder(nn.Module):
 
         new_mask [B, T, T] (default causal) says which of this call's tokens each token sees;
         cache_kv = (k, v) [L, B, S, Hkv, Dh] with cache_mask [B, T, S] adds visible cached entries.
-        logits_at [B] int32 computes logits only at that index of each row (saves the unembedding).
+        logits_at [B, N] int32 computes logits only at those indices of each row (saves the unembedding).
         Returns logits and the new (k, v) [L, B, T, Hkv, Dh].
         """
         cfg = self.cfg
@@ -182,7 +182,7 @@ class Decoder(nn.Module):
         x, new_kv = layers(x, cos, sin, new_mask, cache_kv, cache_mask)
 
         if logits_at is not None:
-            x = jnp.take_along_axis(x, logits_at[:, None, None], axis=1)
+            x = jnp.take_along_axis(x, logits_at[:, :, None], axis=1)
         x = RMSNorm(cfg.rms_norm_eps, self.dtype, name="final_norm")(x)
         if cfg.tie_word_embeddings:
             logits = jnp.einsum("btd,vd->btv", x, embed.astype(self.dtype), preferred_element_type=jnp.float32)
@@ -219,7 +219,7 @@ def forward_cached(params, cfg: ModelConfig, tokens, cache: KVCache, start, *, d
 
     Each row sees its cache entries before `start[b]` and, causally, this call's tokens. The call's
     keys/values are written at those positions; `cache.lengths` is unchanged (the caller commits).
-    Returns logits [B, T, V] (or [B, 1, V] with `logits_at`) and the new cache.
+    Returns logits [B, T, V] (or [B, N, V] with `logits_at` [B, N]) and the new cache.
     """
     B, T = tokens.shape
     positions = start[:, None] + jnp.arange(T, dtype=jnp.int32)[None, :]
@@ -227,3 +227,15 @@ def forward_cached(params, cfg: ModelConfig, tokens, cache: KVCache, start, *, d
     logits, (k, v) = Decoder(cfg, dtype).apply({"params": params}, tokens, positions, cache_kv=(cache.k, cache.v),
                                                cache_mask=cache_mask, logits_at=logits_at)
     return logits, write(cache, k, v, start)
+
+
+def prefill(params, cfg: ModelConfig, tokens, cache: KVCache, *, dtype=jnp.float32) -> KVCache:
+    """Write the keys/values of right-padded prompts [B, P] at positions 0..P-1 (causal; no logits needed).
+
+    Entries past a row's real length are garbage that the row's later writes overwrite.
+    """
+    B, P = tokens.shape
+    positions = jnp.broadcast_to(jnp.arange(P, dtype=jnp.int32), (B, P))
+    _, (k, v) = Decoder(cfg, dtype).apply({"params": params}, tokens, positions,
+                                          logits_at=jnp.zeros((B, 1), jnp.int32))
+    return write(cache, k, v, jnp.zeros((B,), jnp.int32))

@@ -1,0 +1,140 @@
+"""The host side of generation: batching, length buckets, compilation, streaming and statistics.
+
+Everything per token happens on device in `pard_jax.decoding`; this module only chops prompts into
+batches, pads them to static shapes, compiles one program per (batch bucket, prompt bucket, engine) and
+reads results back once per chunk of iterations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pard_jax.decoding import Engine, run_jit, start_jit
+from pard_jax.errors import UserError
+
+MIN_PROMPT_BUCKET = 32
+
+
+def bucket(n: int, minimum: int = 1) -> int:
+    """The next power of two >= max(n, minimum)."""
+    return 1 << (max(n, minimum) - 1).bit_length()
+
+
+@dataclasses.dataclass
+class Result:
+    token_ids: list[int]
+    target_calls: int
+    accepted_at: list[int]  # per draft position: iterations in which it was accepted
+    seconds: float  # wall time of this row's batch (prefill + decode), compilation excluded
+
+    @property
+    def num_generated(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def mean_accepted(self) -> float:
+        """Generated tokens per target call (1.0 for plain decoding)."""
+        return self.num_generated / max(self.target_calls, 1)
+
+    @property
+    def accept_rate_by_position(self) -> list[float]:
+        return [a / max(self.target_calls, 1) for a in self.accepted_at]
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.num_generated / self.seconds if self.seconds > 0 else 0.0
+
+
+# on_tokens(prompt_index, new_token_ids, finished) is called after each chunk of iterations.
+OnTokens = Callable[[int, list[int], bool], None]
+
+
+@dataclasses.dataclass
+class Generator:
+    engine: Engine
+    target_params: dict
+    draft_params: dict | None = None
+    batch_size: int = 1
+    max_cache_len: int = 4096
+    chunk_iterations: int = 0  # iterations between host reads; 0 = run each batch to the end in one call
+    compile_seconds: float = 0.0
+    _compiled: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def check_prompt(self, n_tokens: int) -> None:
+        cap = self.engine.capacity(bucket(n_tokens, MIN_PROMPT_BUCKET))
+        if cap > self.max_cache_len:
+            raise UserError(
+                f"a prompt of {n_tokens} tokens plus {self.engine.max_new_tokens} new tokens needs a cache of "
+                f"{cap} entries but the capacity is {self.max_cache_len}; shorten the prompt, lower "
+                "--max-new-tokens, or raise max_cache_len in the config")
+
+    def _programs(self, B: int, P: int):
+        """The compiled (start, run) pair for one (batch bucket, prompt bucket); compiled once, ahead of time."""
+        if (B, P) not in self._compiled:
+            t0 = time.perf_counter()
+            e, tp, dp = self.engine, self.target_params, self.draft_params
+            args = (jax.ShapeDtypeStruct((B, P), jnp.int32), jax.ShapeDtypeStruct((B,), jnp.int32),
+                    jax.ShapeDtypeStruct((B,), bool), jax.random.key(0))
+            start = start_jit.lower(e, tp, dp, *args).compile()
+            state = jax.eval_shape(lambda *a: start_jit(e, tp, dp, *a), *args)
+            run = run_jit.lower(e, tp, dp, state, jax.ShapeDtypeStruct((), jnp.int32)).compile()
+            self._compiled[(B, P)] = (start, run)
+            self.compile_seconds += time.perf_counter() - t0
+        return self._compiled[(B, P)]
+
+    def generate(self, prompts: Sequence[Sequence[int]], seed: int = 0, on_tokens: OnTokens | None = None
+                 ) -> list[Result]:
+        """Generate for each prompt (token ids); results in prompt order."""
+        for p in prompts:
+            if len(p) == 0:
+                raise UserError("a prompt is empty; give every prompt at least one token")
+            self.check_prompt(len(p))
+        results: list[Result] = []
+        key = jax.random.key(seed)
+        for first in range(0, len(prompts), self.batch_size):
+            key, batch_key = jax.random.split(key)
+            batch = list(prompts[first:first + self.batch_size])
+            results += self._generate_batch(batch, first, batch_key, on_tokens)
+        return results
+
+    def _generate_batch(self, batch, first_index, key, on_tokens):
+        rows = len(batch)
+        B = min(bucket(rows), self.batch_size) if rows <= self.batch_size else rows
+        P = bucket(max(len(p) for p in batch), MIN_PROMPT_BUCKET)
+        tokens = np.zeros((B, P), np.int32)
+        lengths = np.ones((B,), np.int32)
+        for i, p in enumerate(batch):
+            tokens[i, :len(p)] = p
+            lengths[i] = len(p)
+        done = np.arange(B) >= rows  # padding rows never run
+        start, run = self._programs(B, P)
+
+        t0 = time.perf_counter()
+        state = start(self.target_params, self.draft_params, tokens, lengths, done, key)
+        reported = np.zeros((B,), np.int64)
+        closed = np.zeros((B,), bool)
+        iterations = self.chunk_iterations or self.engine.max_new_tokens + 1
+        while True:
+            state = run(self.target_params, self.draft_params, state, np.int32(iterations))
+            finished = bool(jnp.all(state.done))
+            if on_tokens is not None:
+                seq, last, row_done = jax.device_get((state.seq, state.last, state.done))
+                for i in range(rows):
+                    upto = last[i] + 1 - lengths[i]
+                    if upto > reported[i] or (row_done[i] and not closed[i]):
+                        new = seq[i, lengths[i] + reported[i]:last[i] + 1].tolist()
+                        on_tokens(first_index + i, new, bool(row_done[i]))
+                        reported[i], closed[i] = upto, row_done[i]
+            if finished:
+                break
+        seq, last, calls, accepted = jax.device_get((state.seq, state.last, state.target_calls, state.accepted_at))
+        seconds = time.perf_counter() - t0
+        k = self.engine.draft_len
+        return [Result(token_ids=seq[i, lengths[i]:last[i] + 1].tolist(), target_calls=int(calls[i]),
+                       accepted_at=accepted[i, :k].tolist(), seconds=seconds) for i in range(rows)]
