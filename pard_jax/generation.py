@@ -20,6 +20,15 @@ from pard_jax.errors import UserError
 
 MIN_PROMPT_BUCKET = 32
 
+# Compiled (start, run) programs, shared by every Generator: keyed by the engine, the batch and prompt
+# buckets, and the shapes of the parameters.
+_PROGRAMS: dict = {}
+
+
+def _shapes(tree) -> tuple:
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((leaf.shape, str(leaf.dtype)) for leaf in leaves)
+
 
 def bucket(n: int, minimum: int = 1) -> int:
     """The next power of two >= max(n, minimum)."""
@@ -64,7 +73,6 @@ class Generator:
     max_cache_len: int = 4096
     chunk_iterations: int = 0  # iterations between host reads; 0 = run each batch to the end in one call
     compile_seconds: float = 0.0
-    _compiled: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def check_prompt(self, n_tokens: int) -> None:
         cap = self.engine.capacity(bucket(n_tokens, MIN_PROMPT_BUCKET))
@@ -76,7 +84,8 @@ class Generator:
 
     def _programs(self, B: int, P: int):
         """The compiled (start, run) pair for one (batch bucket, prompt bucket); compiled once, ahead of time."""
-        if (B, P) not in self._compiled:
+        key = (self.engine, B, P, _shapes(self.target_params), _shapes(self.draft_params))
+        if key not in _PROGRAMS:
             t0 = time.perf_counter()
             e, tp, dp = self.engine, self.target_params, self.draft_params
             args = (jax.ShapeDtypeStruct((B, P), jnp.int32), jax.ShapeDtypeStruct((B,), jnp.int32),
@@ -84,9 +93,9 @@ class Generator:
             start = start_jit.lower(e, tp, dp, *args).compile()
             state = jax.eval_shape(lambda *a: start_jit(e, tp, dp, *a), *args)
             run = run_jit.lower(e, tp, dp, state, jax.ShapeDtypeStruct((), jnp.int32)).compile()
-            self._compiled[(B, P)] = (start, run)
+            _PROGRAMS[key] = (start, run)
             self.compile_seconds += time.perf_counter() - t0
-        return self._compiled[(B, P)]
+        return _PROGRAMS[key]
 
     def generate(self, prompts: Sequence[Sequence[int]], seed: int = 0, on_tokens: OnTokens | None = None
                  ) -> list[Result]:

@@ -1,0 +1,134 @@
+"""Generate text with a target model: plain (ar), vanilla speculative (sd) or PARD (pard) decoding.
+
+python infer/generate.py [--config configs/infer/default.yaml] [--target SPEC] [--draft SPEC] [--mode ar|sd|pard]
+    [-k K] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--batch-size B]
+    (--prompt TEXT | --prompts-file FILE) [--no-chat-template] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pard_jax.errors import UserError  # noqa: E402
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "infer",
+                              "default.yaml")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML inference config (default: %(default)s)")
+    p.add_argument("--target", help="target model SPEC: HF dir, .gguf file, hub id, or smollm2-135m-instruct")
+    p.add_argument("--draft", help="draft model SPEC (modes sd and pard)")
+    p.add_argument("--draft-layers", type=int, help="use only the draft's first N layers")
+    p.add_argument("--mode", choices=["ar", "sd", "pard"])
+    p.add_argument("-k", type=int, dest="k", help="draft tokens per iteration (1..32)")
+    p.add_argument("--mask-token-id", type=int, help="PARD mask token id (default: the draft's pard_token)")
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--temperature", type=float, help="0 means greedy")
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--dtype", choices=["float32", "bfloat16"])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", help="one prompt")
+    src.add_argument("--prompts-file", help="JSONL with a 'data' or 'prompt' field, or one prompt per line")
+    p.add_argument("--no-chat-template", action="store_true", help="feed the prompt text as it is")
+    p.add_argument("--json", action="store_true", help="one JSON object per prompt on stdout")
+    p.add_argument("overrides", nargs="*", help="config overrides key=value")
+    return p.parse_args(argv)
+
+
+def load_config(args):
+    from pard_jax.config_io import load_config as load
+    from pard_jax.inference import InferConfig
+
+    overrides = list(args.overrides)
+    for field in dataclasses.fields(InferConfig):
+        value = getattr(args, field.name, None)
+        if value is not None:
+            overrides.append(f"{field.name}={json.dumps(value)}")
+    if args.no_chat_template:
+        overrides.append("chat_template=false")
+    return load(InferConfig, args.config, overrides)
+
+
+class Printer:
+    """Streams one prompt's text to the terminal as tokens arrive (batch size 1), else prints whole texts."""
+
+    def __init__(self, tokenizer, prompts, stream: bool):
+        self.tok, self.prompts, self.stream = tokenizer, prompts, stream
+        self.ids: dict[int, list[int]] = {}
+        self.shown: dict[int, str] = {}
+
+    def __call__(self, index: int, new_ids: list[int], finished: bool) -> None:
+        ids = self.ids.setdefault(index, [])
+        ids += new_ids
+        if not self.stream and not finished:
+            return
+        if index not in self.shown:
+            self.shown[index] = ""
+            print(f"\n### prompt {index + 1}: {self.prompts[index][:70]!r}", flush=True)
+        text = self.tok.decode(ids, skip_special_tokens=True)
+        if not finished and text.endswith("\ufffd"):
+            return  # wait for the rest of a multi-byte character
+        print(text[len(self.shown[index]):], end="\n" if finished else "", flush=True)
+        self.shown[index] = text
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        from pard_jax.inference import build, log, read_prompts
+        from pard_jax.tokenizer import encode_prompt
+
+        cfg = load_config(args)
+        prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts_file)
+        if any(not p.strip() for p in prompts):
+            raise UserError("a prompt is empty; give non-empty prompts")
+        session = build(cfg)
+        tok, gen = session.tokenizer, session.generator
+        ids = [encode_prompt(tok, p, cfg.chat_template) for p in prompts]
+        for i in ids:
+            gen.check_prompt(len(i))
+        printer = None
+        if not args.json:
+            stream = sys.stdout.isatty() and cfg.batch_size == 1
+            gen.chunk_iterations = cfg.stream_every if stream else 0
+            printer = Printer(tok, prompts, stream)
+        log(f"generating {len(prompts)} prompt(s), mode {cfg.mode}" + (f", k={cfg.k}" if cfg.mode != "ar" else ""))
+        compile_before, t0 = gen.compile_seconds, time.perf_counter()
+        results = gen.generate(ids, seed=cfg.seed, on_tokens=printer)
+        seconds = time.perf_counter() - t0 - (gen.compile_seconds - compile_before)
+        for prompt, r in zip(prompts, results):
+            if args.json:
+                print(json.dumps({
+                    "prompt": prompt, "mode": cfg.mode, "k": gen.engine.draft_len,
+                    "text": tok.decode(r.token_ids, skip_special_tokens=True),
+                    "token_ids": r.token_ids, "num_generated": r.num_generated, "target_calls": r.target_calls,
+                    "mean_accepted": r.mean_accepted, "accept_rate_by_position": r.accept_rate_by_position,
+                    "tokens_per_second": r.tokens_per_second}), flush=True)
+        total = sum(r.num_generated for r in results)
+        calls = sum(r.target_calls for r in results)
+        summary = (f"[{cfg.mode}{'' if cfg.mode == 'ar' else f' k={cfg.k}'}] {len(results)} prompt(s), "
+                   f"{total} tokens, {total / max(seconds, 1e-9):.1f} tokens/s, "
+                   f"mean accepted {total / max(calls, 1):.2f} per target call, compile {gen.compile_seconds:.1f}s")
+        print(summary, file=sys.stderr if args.json else sys.stdout, flush=True)
+        return 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

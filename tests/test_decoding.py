@@ -1,0 +1,106 @@
+"""The speculative engine: greedy output equals the target's, batches, EOS, static shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pard_jax import decoding
+from pard_jax.decoding import Engine
+from pard_jax.generation import Generator
+from tests.tiny_models import tiny_config, tiny_params
+
+CFG = tiny_config()
+TARGET = tiny_params(CFG, 0)
+WEAK_DRAFT = tiny_params(CFG, 1)
+MASK = 3
+
+
+def run(mode, k, prompts, draft=None, max_new=24, eos=(), batch_size=1, chunk=0, seed=0):
+    engine = Engine(CFG, mode=mode, k=k, draft_cfg=CFG if mode != "ar" else None, mask_id=MASK,
+                    max_new_tokens=max_new, eos_ids=eos)
+    gen = Generator(engine, TARGET, draft, batch_size=batch_size, chunk_iterations=chunk)
+    return gen.generate(prompts, seed=seed)
+
+
+PROMPTS = [[5, 9, 2, 33, 17], [1], list(range(10, 40))]
+
+
+@pytest.mark.parametrize("mode", ["sd", "pard"])
+@pytest.mark.parametrize("k", [1, 4, 8])
+@pytest.mark.parametrize("draft", ["weak", "target"])
+def test_greedy_speculative_equals_target(mode, k, draft):
+    expected = [r.token_ids for r in run("ar", 0, PROMPTS, batch_size=3)]
+    params = WEAK_DRAFT if draft == "weak" else TARGET
+    for batch_size in (1, 3):
+        got = run(mode, k, PROMPTS, draft=params, batch_size=batch_size)
+        assert [r.token_ids for r in got] == expected
+        assert all(r.num_generated == 24 for r in got)
+
+
+def test_sd_with_target_as_draft_accepts_everything():
+    k = 4
+    for r in run("sd", k, PROMPTS, draft=TARGET, batch_size=3):
+        # 24 tokens at k+1 per call: 4 full iterations, then a last one cut by max_new_tokens.
+        assert r.target_calls == 5
+        assert r.accepted_at == [5, 5, 5, 5]
+        assert r.mean_accepted == pytest.approx(24 / 5)
+
+
+def test_pard_with_target_as_draft_accepts_first_position_always():
+    # The first PARD draft token is the draft's ordinary next-token prediction.
+    for r in run("pard", 4, PROMPTS, draft=TARGET, batch_size=3):
+        assert r.accept_rate_by_position[0] == 1.0
+
+
+def test_eos_inside_an_accepted_block_ends_the_row_there():
+    full = run("ar", 0, [PROMPTS[0]])[0].token_ids
+    stop_at = next(i for i in range(3, len(full)) if full[i] not in full[:i])
+    eos = (full[stop_at],)
+    expected = full[:stop_at + 1]
+    assert run("ar", 0, [PROMPTS[0]], eos=eos)[0].token_ids == expected
+    for mode in ("sd", "pard"):
+        for k in (4, 8):
+            r = run(mode, k, [PROMPTS[0]], draft=TARGET, eos=eos)[0]
+            assert r.token_ids == expected
+            if mode == "sd":  # the draft equals the target: EOS arrives inside an accepted block
+                assert r.target_calls < len(expected)
+
+
+def test_max_new_tokens_is_never_exceeded_and_rows_finish_independently():
+    full = run("ar", 0, PROMPTS, batch_size=3)
+    eos = (full[1].token_ids[2],)  # row 1 stops early, the others go on
+    for mode in ("ar", "sd", "pard"):
+        res = run(mode, 0 if mode == "ar" else 8, PROMPTS, draft=WEAK_DRAFT, eos=eos, batch_size=3, max_new=13)
+        for r, f in zip(res, full):
+            cut = next((i + 1 for i, t in enumerate(f.token_ids[:13]) if t in eos), 13)
+            assert r.token_ids == f.token_ids[:cut]
+            assert r.num_generated <= 13
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**16), lengths=st.lists(st.integers(1, 30), min_size=3, max_size=3),
+       mode=st.sampled_from(["sd", "pard"]))
+def test_greedy_equality_property(seed, lengths, mode):
+    # Fixed k and batch bucket keep this to a few compilations; seeds and prompt lengths vary.
+    rng = np.random.default_rng(seed)
+    prompts = [rng.integers(0, CFG.vocab_size, n).tolist() for n in lengths]
+    draft = tiny_params(CFG, 1 + seed % 2)
+    expected = [r.token_ids for r in run("ar", 0, prompts, batch_size=4, max_new=12)]
+    got = [r.token_ids for r in run(mode, 4, prompts, draft=draft, batch_size=4, max_new=12)]
+    assert got == expected
+
+
+def test_no_recompilation_across_iterations_chunks_and_prompt_lengths():
+    engine = Engine(CFG, mode="pard", k=4, draft_cfg=CFG, mask_id=MASK, max_new_tokens=20)
+    gen = Generator(engine, TARGET, WEAK_DRAFT, batch_size=2, chunk_iterations=2)
+    before = decoding.TRACE_COUNTS.copy()
+    gen.generate([[1, 2, 3], [4] * 20])  # prompt bucket 32, many chunks
+    gen.generate([[7] * 31, [8] * 9, [9, 9]])  # same buckets: batch of 2 then a batch of 1 (bucket 1)
+    after = decoding.TRACE_COUNTS
+    assert after["start"] - before["start"] == 2  # batch buckets 2 and 1
+    assert after["run"] - before["run"] == 2
+    gen.generate([[5] * 25, [6] * 3])
+    assert decoding.TRACE_COUNTS == after
