@@ -1,0 +1,118 @@
+"""infer/generate.py: the JSON contract, PARD == AR on the real SmolLM2, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "infer"))
+import generate  # noqa: E402
+
+PROMPTS = ["What is 7 times 8?", "Name three colors.", "Write a haiku about the sea."]
+
+
+def run_cli(capsys, *argv):
+    rc = generate.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def json_rows(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def prompts_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("prompts") / "p.jsonl"
+    path.write_text("".join(json.dumps({"data": p}) + "\n" for p in PROMPTS))
+    return str(path)
+
+
+def test_json_contract_and_pard_equals_ar_on_smollm2(capsys, prompts_file):
+    rc, out, _ = run_cli(capsys, "--prompts-file", prompts_file, "--max-new-tokens", "24", "--json",
+                         "--batch-size", "3")
+    assert rc == 0
+    ar = json_rows(out)
+    assert len(ar) == len(PROMPTS)
+    for row, prompt in zip(ar, PROMPTS):
+        assert row["prompt"] == prompt and row["mode"] == "ar"
+        for key in ("text", "token_ids", "num_generated", "target_calls", "mean_accepted", "tokens_per_second",
+                    "accept_rate_by_position"):
+            assert key in row
+        assert row["num_generated"] == len(row["token_ids"]) == row["target_calls"]
+        assert row["mean_accepted"] == 1.0 and row["text"].strip()
+    # The target itself as an (untrained) PARD draft: different machinery, identical text, in a batch.
+    rc, out, _ = run_cli(capsys, "--prompts-file", prompts_file, "--max-new-tokens", "24", "--json",
+                         "--batch-size", "3", "--mode", "pard", "--draft", "smollm2-135m-instruct",
+                         "--mask-token-id", "16", "-k", "4")
+    assert rc == 0
+    pard = json_rows(out)
+    assert [r["token_ids"] for r in pard] == [r["token_ids"] for r in ar]
+    assert [r["text"] for r in pard] == [r["text"] for r in ar]
+    for r in pard:
+        assert r["mode"] == "pard" and len(r["accept_rate_by_position"]) == 4
+        assert r["accept_rate_by_position"][0] == 1.0  # the first draft token is the target's own prediction
+        assert r["mean_accepted"] == pytest.approx(r["num_generated"] / r["target_calls"])
+        assert r["mean_accepted"] > 1.0
+
+
+def test_sd_equals_ar_on_smollm2_with_a_truncated_draft(capsys):
+    args = ["--prompt", PROMPTS[2], "--max-new-tokens", "20", "--json"]
+    _, out, _ = run_cli(capsys, *args)
+    rc, out_sd, _ = run_cli(capsys, *args, "--mode", "sd", "--draft", "smollm2-135m-instruct",
+                            "--draft-layers", "4", "-k", "3")
+    assert rc == 0
+    assert json_rows(out_sd)[0]["token_ids"] == json_rows(out)[0]["token_ids"]
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def bad_inputs(tmp):
+    empty_dir = tmp / "empty"
+    empty_dir.mkdir()
+    gpt2 = tmp / "gpt2"
+    gpt2.mkdir()
+    write(gpt2 / "config.json", json.dumps({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}))
+    return {
+        "missing model": (["--target", str(tmp / "nope"), "--prompt", "hi"], "does not exist"),
+        "no config.json": (["--target", str(empty_dir), "--prompt", "hi"], "config.json"),
+        "unsupported architecture": (["--target", str(gpt2), "--prompt", "hi"], "LlamaForCausalLM"),
+        "empty prompts file": (["--prompts-file", write(tmp / "e.txt", "\n\n")], "empty"),
+        "missing prompts file": (["--prompts-file", str(tmp / "none.jsonl")], "does not exist"),
+        "prompt longer than cache": (["--prompt", "word " * 300, "max_cache_len=256"], "capacity"),
+        "negative temperature": (["--prompt", "hi", "--temperature", "-1"], "temperature"),
+        "top-p above 1": (["--prompt", "hi", "--top-p", "1.5"], "top-p"),
+        "top-p zero": (["--prompt", "hi", "--top-p", "0"], "top-p"),
+        "max-new-tokens 0": (["--prompt", "hi", "--max-new-tokens", "0"], "max-new-tokens"),
+        "unknown config key": (["--config", write(tmp / "c.yaml", "target: x\nfoo: 1\n"), "--prompt", "hi"], "'foo'"),
+        "k out of range": (["--prompt", "hi", "--mode", "pard", "--draft", "smollm2-135m-instruct", "-k", "40"], "k must"),
+        "pard without mask id": (["--prompt", "hi", "--mode", "pard", "--draft", "smollm2-135m-instruct"], "mask-token-id"),
+        "mask id out of vocab": (["--prompt", "hi", "--mode", "pard", "--draft", "smollm2-135m-instruct",
+                                  "--mask-token-id", "99999"], "outside the vocabulary"),
+        "mask id used by the chat template": (["--prompt", "hi", "--mode", "pard", "--draft", "smollm2-135m-instruct",
+                                               "--mask-token-id", "1"], "chat template"),
+    }
+
+
+def test_bad_input_gives_one_clear_sentence(capsys, tmp_path):
+    for name, (argv, phrase) in bad_inputs(tmp_path).items():
+        rc, out, err = run_cli(capsys, *argv)
+        assert rc != 0, name
+        lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+        assert len(lines) == 1 and phrase in lines[0], (name, err)
+        assert "Traceback" not in err and out == "", name
+
+
+def test_bad_input_exit_code_through_a_real_process(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "infer", "generate.py"), "--prompt", "hi",
+                           "--target", str(tmp_path / "missing")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error:") and "Traceback" not in proc.stderr
