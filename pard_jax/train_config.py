@@ -1,0 +1,160 @@
+"""The training program's typed configuration (YAML via `config_io.load_config`, `a.b=value` overrides)."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+from pard_jax.config_io import load_config
+from pard_jax.errors import UserError
+
+
+@dataclasses.dataclass
+class ModelSection:
+    """The initial (AR) model: a SPEC (optionally truncated), or a random init from an inline HF config."""
+
+    spec: str | None = None  # as in infer/generate.py, e.g. "smollm2-135m-instruct" or an HF directory
+    num_layers: int | None = None  # keep only the first N decoder layers of `spec` (a draft cut from a target)
+    hf_config: dict[str, Any] | None = None  # an HF config.json as a mapping: random init instead of `spec`
+    init_seed: int = 0
+    tokenizer: str | None = None  # "bytes" (built-in byte tokenizer) or a tokenizer source; default: the spec's
+
+
+@dataclasses.dataclass
+class PardSection:
+    para_num: int = 8  # K: blocks trained = tokens the draft predicts per forward pass
+    r: float = 0.7  # COD keep rate: block j keeps max(r**j, r_min) of the positions; 1 disables COD
+    r_min: float = 0.2
+    mask_token_id: int | None = None  # the reserved id fed as the mask token; must be < vocab size
+
+
+@dataclasses.dataclass
+class DataSection:
+    paths: list[str] = dataclasses.field(default_factory=list)  # .jsonl (conversations, pairs or text) or .txt
+    chat_template: bool = True  # format conversations with the tokenizer's chat template
+    train_on_prompt: bool = False  # also train on user turns (plain text is always fully trained)
+    max_length: int = 512  # L: tokens of one sequence before COD (longer ones are cut)
+    row_length: int = 2048  # tokens of one packed row (all blocks of several examples)
+    pack_window: int = 64  # examples packed together (larger: fuller rows)
+    seed: int = 0  # shuffling and COD sampling
+
+
+@dataclasses.dataclass
+class OptimizerSection:
+    learning_rate: float = 1e-4  # peak, after warmup
+    warmup_steps: int = 100
+    schedule: str = "cosine"  # cosine | linear | constant (after warmup)
+    final_lr_fraction: float = 0.1  # the decayed learning rate at `train.steps`, as a fraction of the peak
+    weight_decay: float = 0.0
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    clip_norm: float = 1.0  # global gradient norm clipping; 0 disables
+
+
+@dataclasses.dataclass
+class MeshSection:
+    """Mesh axis sizes; -1 (at most one) takes the devices left over."""
+
+    data: int = -1
+    fsdp: int = 1
+    tensor: int = 1
+
+
+@dataclasses.dataclass
+class TrainSection:
+    steps: int = 1000  # optimizer steps (the learning-rate schedule spans them)
+    batch_size: int = 8  # packed rows per optimizer step, all processes together
+    grad_accum: int = 1  # micro-batches per step (batch_size / grad_accum rows each)
+    compute_dtype: str = "float32"  # float32 | bfloat16 (parameters stay float32)
+    remat: bool = False  # recompute layer activations in the backward pass (less memory)
+    log_every: int = 10
+
+
+@dataclasses.dataclass
+class CheckpointSection:
+    every: int = 500  # save every N steps (and at the last step); 0 disables checkpoints
+    keep: int = 3  # keep the last N checkpoints
+
+
+@dataclasses.dataclass
+class DistributedSection:
+    """`jax.distributed.initialize()`; leave the fields empty on a TPU pod / SLURM (read from the environment)."""
+
+    enabled: bool = False
+    coordinator_address: str | None = None  # host:port of process 0
+    num_processes: int | None = None
+    process_id: int | None = None
+    local_device_ids: list[int] | None = None
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    run_dir: str = "runs/default"  # checkpoints, metrics.jsonl and the run's config
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    pard: PardSection = dataclasses.field(default_factory=PardSection)
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    optimizer: OptimizerSection = dataclasses.field(default_factory=OptimizerSection)
+    mesh: MeshSection = dataclasses.field(default_factory=MeshSection)
+    train: TrainSection = dataclasses.field(default_factory=TrainSection)
+    checkpoint: CheckpointSection = dataclasses.field(default_factory=CheckpointSection)
+    distributed: DistributedSection = dataclasses.field(default_factory=DistributedSection)
+
+
+def load_train_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
+    """The config from a YAML file with `a.b=value` overrides, checked (relative paths are from the working dir)."""
+    cfg = load_config(TrainConfig, path, list(overrides))
+    _coerce_floats(cfg)
+    validate_static(cfg)
+    return cfg
+
+
+def _coerce_floats(section, where: str = "") -> None:
+    """YAML reads `3e-4` (no dot) as a string: accept it for float fields, refuse other text."""
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        value, name = getattr(section, f.name), f"{where}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _coerce_floats(value, name + ".")
+        elif hints[f.name] in (float, float | None) and isinstance(value, str):
+            try:
+                setattr(section, f.name, float(value))
+            except ValueError:
+                raise UserError(f"config key {name!r} must be a number, got {value!r}") from None
+
+
+def validate_static(cfg: TrainConfig) -> None:
+    """Checks that need no model, data or devices."""
+    from pard_jax.cod import validate_pard
+
+    validate_pard(cfg.pard.para_num, cfg.pard.r, cfg.pard.r_min)
+    if (cfg.model.spec is None) == (cfg.model.hf_config is None):
+        raise UserError("set exactly one of model.spec (start from a model) and model.hf_config (random init)")
+    if cfg.model.hf_config is not None and cfg.model.num_layers is not None:
+        raise UserError("model.num_layers applies to model.spec only; set num_hidden_layers in model.hf_config")
+    if cfg.pard.mask_token_id is None:
+        raise UserError("set pard.mask_token_id to a reserved token id of the model's vocabulary")
+    if not cfg.data.paths:
+        raise UserError("set data.paths to one or more .jsonl/.txt training files")
+    if cfg.data.max_length < 2:
+        raise UserError(f"data.max_length must be at least 2, got {cfg.data.max_length}")
+    if cfg.train.compute_dtype not in ("float32", "bfloat16"):
+        raise UserError(f"train.compute_dtype must be float32 or bfloat16, got {cfg.train.compute_dtype!r}")
+    if cfg.optimizer.schedule not in ("cosine", "linear", "constant"):
+        raise UserError(f"optimizer.schedule must be cosine, linear or constant, got {cfg.optimizer.schedule!r}")
+    if cfg.train.steps < 1 or cfg.train.batch_size < 1 or cfg.train.grad_accum < 1:
+        raise UserError("train.steps, train.batch_size and train.grad_accum must be positive")
+    if cfg.train.batch_size % cfg.train.grad_accum:
+        raise UserError(f"train.batch_size={cfg.train.batch_size} must be a multiple of "
+                        f"train.grad_accum={cfg.train.grad_accum}")
+    sizes = [cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor]
+    if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
+        raise UserError(f"mesh sizes must be positive, with at most one -1, got data={sizes[0]} "
+                        f"fsdp={sizes[1]} tensor={sizes[2]}")
+
+
+def validate_mask_id(mask_token_id: int, vocab_size: int) -> None:
+    if not 0 <= mask_token_id < vocab_size:
+        raise UserError(f"pard.mask_token_id={mask_token_id} is outside the vocabulary (0..{vocab_size - 1}); "
+                        "choose a reserved token id of the model")

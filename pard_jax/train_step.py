@@ -1,0 +1,178 @@
+"""PARD training: loss and per-block accuracy on packed rows, the optax optimizer, the jitted sharded step.
+
+A batch is a dict of int32 arrays [..., B, T] with the fields of `packing.ROW_FIELDS`: tokens, positions,
+blocks, anchors, segments, labels (-1 = no target). The attention mask comes from that metadata inside the
+jitted program (`masks.pard_attention_mask`); no [T, T] mask crosses from the host.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from pard_jax import masks, sharding
+from pard_jax.model import forward
+from pard_jax.model_config import ModelConfig
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name: str):
+    return _DTYPES[name]
+
+
+def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], para_num: int, *, dtype=jnp.float32,
+              remat: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Summed cross-entropy over labelled tokens of a [B, T] batch, and counts for metrics.
+
+    Returns (loss_sum, stats) with stats: tokens (labelled tokens), correct_by_block / count_by_block [K]
+    (argmax hits and labelled tokens per block; block j's ratio is the draft's hit rate at position j+1),
+    positions (real sequence tokens: block 0, not padding), kept (all non-padding tokens).
+    Sums, not means, so that micro-batches and devices add up exactly.
+    """
+    mask = masks.pard_attention_mask(batch["segments"], batch["blocks"], batch["anchors"], batch["positions"])
+    logits = forward(params, cfg, batch["tokens"], batch["positions"], new_mask=mask, dtype=dtype, remat=remat)
+    labels = batch["labels"]
+    valid = labels >= 0
+    safe = jnp.where(valid, labels, 0)
+    logz = jax.nn.logsumexp(logits, axis=-1)
+    picked = jnp.take_along_axis(logits, safe[..., None], axis=-1)[..., 0]
+    loss_sum = jnp.sum(jnp.where(valid, logz - picked, 0.0))
+    hit = (jnp.argmax(logits, axis=-1) == labels) & valid
+    onehot = jax.nn.one_hot(batch["blocks"], para_num, dtype=jnp.float32)  # [B, T, K]
+    real = batch["segments"] > 0
+    stats = {
+        "tokens": jnp.sum(valid.astype(jnp.float32)),
+        "correct_by_block": jnp.einsum("btk,bt->k", onehot, hit.astype(jnp.float32)),
+        "count_by_block": jnp.einsum("btk,bt->k", onehot, valid.astype(jnp.float32)),
+        "positions": jnp.sum((real & (batch["blocks"] == 0)).astype(jnp.float32)),
+        "kept": jnp.sum(real.astype(jnp.float32)),
+    }
+    return loss_sum, stats
+
+
+def summarize(loss_sum, stats) -> dict[str, jax.Array]:
+    """Sums -> metrics: loss (mean per labelled token), accuracy_by_block [K], and the counts."""
+    return {
+        "loss": loss_sum / jnp.maximum(stats["tokens"], 1.0),
+        "accuracy_by_block": stats["correct_by_block"] / jnp.maximum(stats["count_by_block"], 1.0),
+        "tokens": stats["tokens"], "positions": stats["positions"], "kept": stats["kept"],
+    }
+
+
+# ------------------------------------------------------------------------------------------- optimizer
+
+def learning_rate_schedule(peak: float, warmup_steps: int, total_steps: int, kind: str = "cosine",
+                           final_fraction: float = 0.1) -> optax.Schedule:
+    """Linear warmup to `peak`, then cosine / linear decay to `final_fraction * peak` at `total_steps`, or constant."""
+    rest = max(total_steps - warmup_steps, 1)
+    if kind == "cosine":
+        after = optax.cosine_decay_schedule(peak, rest, alpha=final_fraction)
+    elif kind == "linear":
+        after = optax.linear_schedule(peak, peak * final_fraction, rest)
+    else:
+        after = optax.constant_schedule(peak)
+    if warmup_steps <= 0:
+        return after
+    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup_steps), after], [warmup_steps])
+
+
+def make_optimizer(schedule: optax.Schedule, *, weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.95,
+                   eps: float = 1e-8, clip_norm: float = 1.0) -> optax.GradientTransformation:
+    """AdamW (decay on weight matrices only) after global-norm clipping."""
+    def decay_mask(params):
+        # Scanned layers add a leading [L] axis: a matrix there has ndim 3, a norm scale or bias 2.
+        def is_matrix(path, p):
+            scanned = any(getattr(k, "key", None) == "layers" for k in path)
+            return p.ndim >= (3 if scanned else 2)
+        return jax.tree_util.tree_map_with_path(is_matrix, params)
+
+    parts = [optax.clip_by_global_norm(clip_norm)] if clip_norm > 0 else []
+    parts.append(optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask))
+    return optax.chain(*parts)
+
+
+def opt_state_shardings(optimizer: optax.GradientTransformation, abstract_params, param_shardings, mesh: Mesh):
+    """Optimizer-state shardings: moments shard like their parameters, counters are replicated."""
+    abstract_state = jax.eval_shape(optimizer.init, abstract_params)
+    return optax.tree_map_params(optimizer, lambda _, s: s, abstract_state, param_shardings,
+                                 transform_non_params=lambda _: sharding.replicated(mesh),
+                                 is_leaf=lambda x: isinstance(x, NamedSharding))
+
+
+# ------------------------------------------------------------------------------------------------ step
+
+def batch_sharding(mesh: Mesh, rules=sharding.LOGICAL_AXIS_RULES) -> NamedSharding:
+    """[A, B, T] micro-batched rows: B over the batch mesh axes."""
+    return NamedSharding(mesh, P(None, *sharding.logical_to_mesh(("batch", "length"), rules)))
+
+
+def grads_and_stats(params, cfg: ModelConfig, batch, para_num: int, *, dtype, remat: bool):
+    """Gradient of the summed loss and the stats, accumulated over the leading micro-batch axis [A, B, T]."""
+    grad_fn = jax.value_and_grad(functools.partial(loss_sums, cfg=cfg, para_num=para_num, dtype=dtype, remat=remat),
+                                 has_aux=True)
+
+    def micro(carry, mb):
+        g_acc, loss_acc, s_acc = carry
+        (loss, stats), g = grad_fn(params, batch=mb)
+        return (jax.tree.map(jnp.add, g_acc, g), loss_acc + loss, jax.tree.map(jnp.add, s_acc, stats)), None
+
+    zeros_stats = {"tokens": 0.0, "positions": 0.0, "kept": 0.0,
+                   "correct_by_block": jnp.zeros(para_num), "count_by_block": jnp.zeros(para_num)}
+    zeros_stats = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), zeros_stats)
+    init = (jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32), zeros_stats)
+    (grads, loss_sum, stats), _ = jax.lax.scan(micro, init, batch)
+    return grads, loss_sum, stats
+
+
+def train_step(params, opt_state, batch, *, cfg: ModelConfig, optimizer: optax.GradientTransformation,
+               para_num: int, dtype=jnp.float32, remat: bool = False):
+    """One optimizer step on a [A, B, T] batch: the mean loss over all its labelled tokens.
+
+    Returns new params, new optimizer state and metrics (loss, accuracy_by_block, grad_norm, counts).
+    """
+    grads, loss_sum, stats = grads_and_stats(params, cfg, batch, para_num, dtype=dtype, remat=remat)
+    grads = jax.tree.map(lambda g: g / jnp.maximum(stats["tokens"], 1.0), grads)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    metrics = summarize(loss_sum, stats)
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    return params, opt_state, metrics
+
+
+def eval_step(params, batch, *, cfg: ModelConfig, para_num: int, dtype=jnp.float32):
+    """Metrics (loss, accuracy_by_block, counts) of a [B, T] batch without updating anything."""
+    return summarize(*loss_sums(params, cfg, batch, para_num, dtype=dtype))
+
+
+def jit_train_step(cfg: ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh, param_shardings,
+                   opt_shardings, *, para_num: int, dtype=jnp.float32, remat: bool = False,
+                   rules=sharding.LOGICAL_AXIS_RULES) -> Callable[..., Any]:
+    """`step(params, opt_state, batch) -> (params, opt_state, metrics)`, jitted with shardings; params and
+    optimizer state are donated. Call it with the global arrays; it enters the mesh and rules itself."""
+    step = jax.jit(
+        functools.partial(train_step, cfg=cfg, optimizer=optimizer, para_num=para_num, dtype=dtype, remat=remat),
+        in_shardings=(param_shardings, opt_shardings, batch_sharding(mesh, rules)),
+        out_shardings=(param_shardings, opt_shardings, sharding.replicated(mesh)),
+        donate_argnums=(0, 1),
+    )
+
+    def call(params, opt_state, batch):
+        with sharding.use_mesh(mesh, rules):
+            return step(params, opt_state, batch)
+    return call
+
+
+def host_metrics(metrics) -> dict[str, Any]:
+    """Device metrics -> plain Python numbers and lists."""
+    out = {}
+    for k, v in jax.device_get(metrics).items():
+        v = np.asarray(v)
+        out[k] = v.tolist() if v.ndim else float(v)
+    return out

@@ -1,0 +1,67 @@
+"""Every shipped training config parses; bad input ends with one clear sentence and a non-zero exit."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pard_jax.errors import UserError
+from pard_jax.train_config import TrainConfig, load_train_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(REPO, "configs", "train", "smoke.yaml")
+DATA = os.path.join(REPO, "configs", "train", "data", "smoke.jsonl")
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "train", "*.yaml"))))
+def test_every_shipped_config_parses(path):
+    cfg = load_train_config(path)
+    assert isinstance(cfg, TrainConfig) and cfg.pard.para_num >= 1 and cfg.data.paths
+
+
+def test_overrides_and_unknown_keys():
+    cfg = load_train_config(SMOKE, ["run_dir=/tmp/x", "pard.r=1", "optimizer.learning_rate=3e-4", "mesh.tensor=2"])
+    assert cfg.run_dir == "/tmp/x" and cfg.pard.r == 1.0 and cfg.optimizer.learning_rate == 3e-4
+    assert cfg.mesh.tensor == 2
+    with pytest.raises(UserError, match="'pard.rr'"):
+        load_train_config(SMOKE, ["pard.rr=0.5"])
+
+
+def _cli(*overrides, run_dir):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    return subprocess.Popen([sys.executable, "train/train.py", "--config", SMOKE, f"run_dir={run_dir}",
+                             f"data.paths=[{DATA}]", *overrides],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_bad_input_gives_one_sentence_and_a_nonzero_exit(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n")
+    # A run_dir that holds a checkpoint of this model shape.
+    first = _cli("train.steps=1", "checkpoint.every=1", run_dir=tmp_path / "run")
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err[-3000:]
+    before = sorted(os.listdir(tmp_path / "run" / "checkpoints"))
+
+    cases = {
+        "missing data file": (["data.paths=[/nonexistent/data.jsonl]"], "does not exist"),
+        "empty dataset": ([f"data.paths=[{tmp_path / 'empty.jsonl'}]"], "no examples"),
+        "mesh size": (["mesh.data=3"], "mesh"),
+        "para_num": (["pard.para_num=0"], "para_num"),
+        "r": (["pard.r=1.5"], "pard.r "),
+        "r_min": (["pard.r_min=0"], "r_min"),
+        "mask id": (["pard.mask_token_id=264"], "mask_token_id"),
+        "unknown key": (["train.stpes=3"], "train.stpes"),
+        "other model shape": (["model.hf_config.hidden_size=32", "model.hf_config.head_dim=8"], "different model"),
+    }
+    procs = {name: _cli(*over, run_dir=tmp_path / ("run" if name == "other model shape" else name.replace(" ", "_")))
+             for name, (over, _) in cases.items()}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=180)
+        lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+        assert proc.returncode != 0, name
+        assert len(lines) == 1 and lines[0].startswith("error: "), (name, err[-2000:])
+        assert cases[name][1] in lines[0], (name, lines[0])
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == before  # refused, not overwritten

@@ -1,0 +1,258 @@
+"""Train a PARD draft from a config file, on one CPU or sharded over a TPU pod / GPU cluster.
+
+    python train/train.py --config configs/train/smoke.yaml [key.sub=value ...]
+
+Writes RUN_DIR/checkpoints (orbax: params, optimizer state, step, data iterator; resumed automatically),
+RUN_DIR/metrics.jsonl (one object per logged step) and RUN_DIR/config.yaml. On several hosts run the same
+command on every host with distributed.enabled=true (see docs/training.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import yaml
+
+from pard_jax import checkpoint, data, sharding, train_step
+from pard_jax.errors import UserError
+from pard_jax.model import init_params, param_logical_axes
+from pard_jax.model_config import ModelConfig
+from pard_jax.train_config import TrainConfig, load_train_config, validate_mask_id
+
+BYTES = "bytes"
+
+
+@dataclasses.dataclass
+class Model:
+    cfg: ModelConfig  # with pard_token set
+    host_params: dict | None  # loaded weights (full, on the host), or None for a random init
+    tokenizer: Any
+    tokenizer_source: str
+
+
+def init_distributed(cfg: TrainConfig) -> None:
+    d = cfg.distributed
+    if not d.enabled:
+        return
+    kwargs = {k: v for k, v in dict(coordinator_address=d.coordinator_address, num_processes=d.num_processes,
+                                    process_id=d.process_id, local_device_ids=d.local_device_ids).items()
+              if v is not None}
+    jax.distributed.initialize(**kwargs)
+
+
+def load_initial_model(cfg: TrainConfig) -> Model:
+    """The AR model to adapt (a SPEC, maybe truncated, or a random init) and its tokenizer."""
+    m = cfg.model
+    if m.spec is not None:
+        from pard_jax.weights import load_model
+
+        loaded = load_model(m.spec, dtype=jnp.float32, num_layers=m.num_layers)
+        model_cfg, host_params, tok_source = loaded.cfg, jax.device_get(loaded.params), loaded.tokenizer_source
+    else:
+        model_cfg, host_params, tok_source = ModelConfig.from_hf_dict(m.hf_config), None, None
+    tok_source = m.tokenizer or tok_source
+    if tok_source is None:
+        raise UserError("set model.tokenizer (\"bytes\" or a tokenizer directory / .gguf) for a random-init model")
+    if tok_source == BYTES:
+        tok = data.ByteTokenizer()
+    else:
+        from pard_jax.tokenizer import load_tokenizer
+
+        tok = load_tokenizer(tok_source)
+    n_ids = tok.vocab_size if tok_source == BYTES else len(tok)
+    if n_ids > model_cfg.vocab_size:
+        raise UserError(f"the tokenizer has {n_ids} ids but the model's vocabulary has {model_cfg.vocab_size}; "
+                        "use the model's own tokenizer")
+    validate_mask_id(cfg.pard.mask_token_id, model_cfg.vocab_size)
+    model_cfg = dataclasses.replace(model_cfg, pard_token=cfg.pard.mask_token_id)
+    return Model(model_cfg, host_params, tok, tok_source)
+
+
+def make_optimizer(cfg: TrainConfig):
+    o = cfg.optimizer
+    schedule = train_step.learning_rate_schedule(o.learning_rate, o.warmup_steps, cfg.train.steps, o.schedule,
+                                                 o.final_lr_fraction)
+    opt = train_step.make_optimizer(schedule, weight_decay=o.weight_decay, b1=o.b1, b2=o.b2, eps=o.eps,
+                                    clip_norm=o.clip_norm)
+    return opt, schedule
+
+
+@dataclasses.dataclass
+class Setup:
+    """Everything a run needs, built from the config."""
+
+    cfg: TrainConfig
+    model: Model
+    mesh: Any
+    abstract_params: Any  # ShapeDtypeStructs
+    param_shardings: Any
+    opt_shardings: Any
+    optimizer: Any
+    schedule: Any  # jitted: step -> learning rate
+    step_fn: Any
+    batch_sharding: Any
+
+
+def build(cfg: TrainConfig, model: Model | None = None, devices=None) -> Setup:
+    """Mesh, shardings, optimizer and the jitted step (nothing allocated yet)."""
+    model = model or load_initial_model(cfg)
+    mesh = sharding.make_mesh((cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor), devices)
+    batch_ways = mesh.shape["data"] * mesh.shape["fsdp"]
+    micro = cfg.train.batch_size // cfg.train.grad_accum
+    if micro % batch_ways or micro % jax.process_count():
+        raise UserError(f"train.batch_size / train.grad_accum = {micro} rows must be a multiple of mesh data x fsdp "
+                        f"= {batch_ways} and of the {jax.process_count()} processes; change train.batch_size or the mesh")
+    abstract = jax.eval_shape(lambda: init_params(model.cfg, jax.random.key(0)))
+    param_shardings = sharding.tree_shardings(mesh, abstract, param_logical_axes(model.cfg))
+    optimizer, schedule = make_optimizer(cfg)
+    opt_shardings = train_step.opt_state_shardings(optimizer, abstract, param_shardings, mesh)
+    step_fn = train_step.jit_train_step(
+        model.cfg, optimizer, mesh, param_shardings, opt_shardings, para_num=cfg.pard.para_num,
+        dtype=train_step.compute_dtype(cfg.train.compute_dtype), remat=cfg.train.remat)
+    return Setup(cfg, model, mesh, abstract, param_shardings, opt_shardings, optimizer, jax.jit(schedule), step_fn,
+                 train_step.batch_sharding(mesh))
+
+
+def initial_state(s: Setup):
+    """Sharded params (loaded or random) and a fresh optimizer state."""
+    with sharding.use_mesh(s.mesh):
+        if s.model.host_params is not None:
+            params = sharding.put_global(s.model.host_params, s.param_shardings)
+        else:
+            init = jax.jit(lambda key: init_params(s.model.cfg, key), out_shardings=s.param_shardings)
+            params = init(jax.random.key(s.cfg.model.init_seed))
+        opt_state = jax.jit(s.optimizer.init, out_shardings=s.opt_shardings)(params)
+    return params, opt_state
+
+
+def global_batch(s: Setup, local: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    """This process's rows [b, T] -> global [A, B, T] arrays sharded over the batch mesh axes."""
+    a = s.cfg.train.grad_accum
+    b, t = next(iter(local.values())).shape
+    shaped = {k: v.reshape(a, b // a, t) for k, v in local.items()}
+    gshape = (a, s.cfg.train.batch_size // a, t)
+    return {k: jax.make_array_from_process_local_data(s.batch_sharding, v, gshape) for k, v in shaped.items()}
+
+
+def checkpoint_meta(s: Setup) -> dict:
+    return {"model": s.model.cfg.to_hf_dict(), "tokenizer_source": s.model.tokenizer_source,
+            "pard": dataclasses.asdict(s.cfg.pard)}
+
+
+def _trim_metrics(path: str, last_step: int) -> None:
+    """Drop logged steps after `last_step` (written by a run that stopped before checkpointing them)."""
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        lines = [ln for ln in f if ln.strip() and json.loads(ln)["step"] <= last_step]
+    with open(path, "w") as f:
+        f.writelines(lines)
+
+
+def run(cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = True, devices=None) -> list[dict]:
+    """Train from the latest complete checkpoint in cfg.run_dir (or from the start) to train.steps.
+
+    `stop_after` ends this invocation after that many steps as a kill would: without a final checkpoint
+    (a later run resumes from the last periodic one). Returns the logged metrics.
+    """
+    init_distributed(cfg)
+    s = build(cfg, devices=devices)
+    main = jax.process_index() == 0
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    ckpt = checkpoint.Checkpointer(cfg.run_dir, every=cfg.checkpoint.every, keep=cfg.checkpoint.keep)
+    meta = checkpoint_meta(s)
+    batches = data.train_batches(cfg, s.model.tokenizer, process_index=jax.process_index(),
+                                 process_count=jax.process_count())
+    start = ckpt.latest_step() or 0
+    if start:
+        checkpoint.check_same_model(ckpt.read_meta(start), meta["model"], cfg.run_dir)
+    if start:
+        abstract_opt = jax.eval_shape(s.optimizer.init, s.abstract_params)
+        params, opt_state = ckpt.restore(start, checkpoint.abstract_like(s.abstract_params, s.param_shardings),
+                                         checkpoint.abstract_like(abstract_opt, s.opt_shardings), batches)
+    else:
+        params, opt_state = initial_state(s)
+    metrics_path = os.path.join(cfg.run_dir, "metrics.jsonl")
+    if main:
+        with open(os.path.join(cfg.run_dir, "config.yaml"), "w") as f:
+            yaml.safe_dump(dataclasses.asdict(cfg), f, sort_keys=False)
+        _trim_metrics(metrics_path, start)
+    end = cfg.train.steps if stop_after is None else min(cfg.train.steps, start + stop_after)
+    logged: list[dict] = []
+    bar = _progress_bar(start, cfg.train.steps, enabled=progress and main)
+    pending, t0 = [], time.perf_counter()
+    for step in range(start + 1, end + 1):
+        params, opt_state, metrics = s.step_fn(params, opt_state, global_batch(s, next(batches)))
+        pending.append(metrics)
+        bar.update(1)
+        if step % cfg.train.log_every == 0 or step == end:
+            record = _log_record(step, pending, time.perf_counter() - t0, float(s.schedule(step - 1)))
+            pending, t0 = [], time.perf_counter()
+            logged.append(record)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", acc0=f"{record['accuracy_by_block'][0]:.2f}",
+                            tok_s=f"{record['tokens_per_second']:.0f}")
+            if main:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+        if cfg.checkpoint.every > 0:
+            ckpt.save(step, params, opt_state, batches, meta, force=step == cfg.train.steps)
+    bar.close()
+    ckpt.close()
+    return logged
+
+
+def _log_record(step: int, pending: list, seconds: float, lr: float) -> dict:
+    """One metrics.jsonl object: means over the steps since the last log; rates over their wall time."""
+    got = [train_step.host_metrics(m) for m in pending]
+    positions = sum(m["positions"] for m in got)
+    return {
+        "step": step,
+        "loss": float(np.mean([m["loss"] for m in got])),
+        "accuracy_by_block": np.mean([m["accuracy_by_block"] for m in got], axis=0).round(6).tolist(),
+        "tokens_per_second": positions / seconds,  # real sequence positions (block 0, no padding)
+        "packed_tokens_per_second": sum(m["kept"] for m in got) / seconds,  # all kept tokens, mask blocks too
+        "lr": lr,
+        "grad_norm": float(np.mean([m["grad_norm"] for m in got])),
+    }
+
+
+def _progress_bar(start: int, total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Train a PARD draft model from a YAML config.")
+    p.add_argument("--config", required=True, help="YAML config, e.g. configs/train/smoke.yaml")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. run_dir=/tmp/run train.steps=10")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's notices are not for the person at the terminal
+    try:
+        cfg = load_train_config(args.config, args.overrides)
+        run(cfg)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
