@@ -1,0 +1,244 @@
+"""Benchmark: plain decoding against vanilla speculative (sd) and PARD decoding, side by side in one run.
+
+python infer/bench.py --prompts-file F [--prompts-file G ...] --modes ar,sd,pard -k 4,8,12 --max-new-tokens N
+    [--hf-baseline] --out DIR [--config configs/infer/default.yaml] [--target SPEC] [--draft SPEC]
+    [--draft-layers N] [--mask-token-id N] [--limit N]
+
+Writes DIR/results.json (rows per prompt set, mode and k), DIR/results.md and DIR/speedup.png. Timings are
+medians over prompts of per-prompt tokens/s (batch size 1, greedy unless configured otherwise), compile
+time excluded and reported apart. Speedups compare against the `ar` row of the same prompt set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pard_jax.errors import UserError  # noqa: E402
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "infer",
+                              "default.yaml")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--prompts-file", action="append", required=True, help="a prompt set (repeatable)")
+    p.add_argument("--modes", default="ar,sd,pard")
+    p.add_argument("-k", default="4,8,12", help="comma-separated draft lengths")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--hf-baseline", action="store_true", help="add transformers generate / assisted rows")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--target")
+    p.add_argument("--draft")
+    p.add_argument("--draft-layers", type=int)
+    p.add_argument("--mask-token-id", type=int)
+    p.add_argument("--limit", type=int, help="use only the first N prompts of each set")
+    p.add_argument("--no-chat-template", action="store_true")
+    return p.parse_args(argv)
+
+
+@dataclasses.dataclass
+class Row:
+    prompt_set: str
+    mode: str
+    k: int
+    mean_accepted: float
+    accept_rate_by_position: list
+    tokens_per_second: float
+    speedup_vs_ar: float | None
+    num_prompts: int
+    identical_to_ar: float | None = None  # fraction of prompts whose tokens equal the ar row's
+    compile_seconds: float = 0.0
+
+
+def engine_rows(session, name, prompt_ids, modes, ks, max_new, ar_tokens):
+    """Time each (mode, k) of ours on the prompts; returns rows and the ar outputs."""
+    from pard_jax.decoding import Engine
+    from pard_jax.generation import Generator
+    from pard_jax.inference import log
+
+    gen0 = session.generator
+    rows, outputs = [], {}
+    for mode in modes:
+        for k in ([0] if mode == "ar" else ks):
+            if mode != "ar" and gen0.draft_params is None:
+                continue
+            engine = dataclasses.replace(gen0.engine, mode=mode, k=k, max_new_tokens=max_new,
+                                         draft_cfg=gen0.engine.draft_cfg if mode != "ar" else None)
+            gen = Generator(engine, gen0.target_params, gen0.draft_params if mode != "ar" else None)
+            gen.generate(prompt_ids[:1])  # compile (and warm up) outside the timed runs
+            results = gen.generate(prompt_ids)
+            calls = sum(r.target_calls for r in results)
+            tokens = sum(r.num_generated for r in results)
+            accepted = [sum(r.accepted_at[i] for r in results) / max(calls, 1) for i in range(k)]
+            tps = statistics.median(r.tokens_per_second for r in results)
+            if mode == "ar":
+                ar_tokens = [r.token_ids for r in results]
+            same = None if ar_tokens is None else statistics.mean(
+                float(r.token_ids == t) for r, t in zip(results, ar_tokens))
+            rows.append(Row(name, mode, k, tokens / max(calls, 1), accepted, tps, None, len(results), same,
+                            gen.compile_seconds))
+            log(f"  {name:>12} {mode:>5} k={k:<2} {tps:7.1f} tok/s  mean accepted {rows[-1].mean_accepted:.2f}"
+                + ("" if same is None else f"  identical to ar: {same:.0%}"))
+    return rows, ar_tokens
+
+
+def hf_rows(session, name, prompt_ids, max_new, draft_k):
+    """transformers generate (greedy) and assisted generation with the same draft, on the same prompts."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from pard_jax.inference import log
+    from pard_jax.weights import export_hf
+
+    gen = session.generator
+    with tempfile.TemporaryDirectory() as tmp:
+        export_hf(jax_tree_to_np(gen.target_params), gen.engine.target_cfg, os.path.join(tmp, "t"))
+        target = AutoModelForCausalLM.from_pretrained(os.path.join(tmp, "t"), dtype=torch.float32).eval()
+        assistant = None
+        if gen.draft_params is not None:
+            export_hf(jax_tree_to_np(gen.draft_params), gen.engine.draft_cfg, os.path.join(tmp, "d"))
+            assistant = AutoModelForCausalLM.from_pretrained(os.path.join(tmp, "d"), dtype=torch.float32).eval()
+            assistant.generation_config.num_assistant_tokens = draft_k
+    rows = []
+    eos = list(gen.engine.eos_ids) or None
+    for label, extra in (("hf_greedy", {}), ("hf_assisted", {"assistant_model": assistant})):
+        if label == "hf_assisted" and assistant is None:
+            continue
+        speeds = []
+        for i, ids in enumerate([prompt_ids[0]] + list(prompt_ids)):  # the first run warms up
+            x = torch.tensor([ids])
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                out = target.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new,
+                                      do_sample=False, eos_token_id=eos, pad_token_id=eos[0] if eos else 0,
+                                      **extra)
+            if i:
+                speeds.append((out.shape[1] - x.shape[1]) / (time.perf_counter() - t0))
+        rows.append(Row(name, label, draft_k if extra else 0, float("nan"), [], float(np.median(speeds)), None,
+                        len(speeds)))
+        log(f"  {name:>12} {label:>11} {rows[-1].tokens_per_second:7.1f} tok/s")
+    return rows
+
+
+def jax_tree_to_np(tree):
+    import jax
+    import numpy as np
+
+    return jax.tree.map(lambda a: np.asarray(a, dtype=np.float32), tree)
+
+
+def write_markdown(rows, path, meta):
+    lines = [f"Machine: {meta['machine']}; {meta['max_new_tokens']} new tokens; target {meta['target']}; "
+             f"draft {meta['draft']}; temperature {meta['temperature']}.", "",
+             "| prompt set | mode | k | tokens/s (median) | speedup vs ar | mean accepted | identical to ar | "
+             "accept rate by position |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        acc = " ".join(f"{a:.2f}" for a in r.accept_rate_by_position)
+        same = "" if r.identical_to_ar is None else f"{r.identical_to_ar:.0%}"
+        mean = "" if r.mean_accepted != r.mean_accepted else f"{r.mean_accepted:.2f}"
+        lines.append(f"| {r.prompt_set} | {r.mode} | {r.k or ''} | {r.tokens_per_second:.1f} | "
+                     f"{r.speedup_vs_ar:.2f}x | {mean} | {same} | {acc} |")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = sorted({r.prompt_set for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for s in sets:
+        for mode, style in (("pard", "-o"), ("sd", "--s")):
+            pts = sorted((r.k, r.speedup_vs_ar) for r in rows if r.prompt_set == s and r.mode == mode)
+            if pts:
+                axes[0].plot(*zip(*pts), style, label=f"{mode} ({s})")
+        best = max((r for r in rows if r.prompt_set == s and r.mode == "pard"), default=None,
+                   key=lambda r: r.tokens_per_second)
+        if best is not None:
+            axes[1].plot(range(1, best.k + 1), best.accept_rate_by_position, "-o", label=f"pard k={best.k} ({s})")
+    axes[0].axhline(1.0, color="gray", lw=0.8)
+    axes[0].set(xlabel="k (draft tokens per iteration)", ylabel="speedup vs ar (tokens/s)",
+                title="Speedup over plain decoding")
+    axes[1].set(xlabel="draft position", ylabel="acceptance rate", title="Acceptance by draft position",
+                ylim=(0, 1.05))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        import jax
+
+        from pard_jax.config_io import load_config
+        from pard_jax.inference import InferConfig, build, log, read_prompts
+        from pard_jax.tokenizer import encode_prompt
+
+        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+        try:
+            ks = [int(k) for k in args.k.split(",") if k.strip()]
+        except ValueError:
+            raise UserError(f"-k takes comma-separated integers, got {args.k!r}") from None
+        overrides = [f"max_new_tokens={args.max_new_tokens}"]
+        for key in ("target", "draft", "draft_layers", "mask_token_id"):
+            if getattr(args, key) is not None:
+                overrides.append(f"{key}={json.dumps(getattr(args, key))}")
+        if args.no_chat_template:
+            overrides.append("chat_template=false")
+        needs_draft = any(m != "ar" for m in modes)
+        cfg = load_config(InferConfig, args.config, overrides)
+        cfg = dataclasses.replace(cfg, mode="pard" if "pard" in modes else ("sd" if needs_draft else "ar"),
+                                  k=max(ks), batch_size=1)
+        sets = {}
+        for path in args.prompts_file:
+            name = os.path.splitext(os.path.basename(path))[0]
+            sets[name] = read_prompts(path)[:args.limit]
+        session = build(cfg)
+        os.makedirs(args.out, exist_ok=True)
+        rows: list[Row] = []
+        for name, prompts in sets.items():
+            ids = [encode_prompt(session.tokenizer, p, cfg.chat_template) for p in prompts]
+            log(f"prompt set {name}: {len(ids)} prompts")
+            set_rows, _ = engine_rows(session, name, ids, modes, ks, args.max_new_tokens, None)
+            if args.hf_baseline:
+                set_rows += hf_rows(session, name, ids, args.max_new_tokens, 8 if 8 in ks else max(ks))
+            ar = next((r for r in set_rows if r.mode == "ar"), None)
+            for r in set_rows:
+                r.speedup_vs_ar = r.tokens_per_second / ar.tokens_per_second if ar else float("nan")
+            rows += set_rows
+        meta = {"machine": f"{platform.machine()} {os.cpu_count()} cores, jax {jax.__version__} on "
+                           f"{jax.default_backend()}", "max_new_tokens": args.max_new_tokens, "target": cfg.target,
+                "draft": f"{cfg.draft}" + (f" (first {cfg.draft_layers} layers)" if cfg.draft_layers else ""),
+                "temperature": cfg.temperature}
+        with open(os.path.join(args.out, "results.json"), "w") as f:
+            json.dump({"meta": meta, "rows": [dataclasses.asdict(r) for r in rows]}, f, indent=1)
+        write_markdown(rows, os.path.join(args.out, "results.md"), meta)
+        plot(rows, os.path.join(args.out, "speedup.png"))
+        log(f"wrote {args.out}/results.json, results.md, speedup.png")
+        print(open(os.path.join(args.out, "results.md")).read())
+        return 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
