@@ -116,3 +116,15 @@ def test_bad_input_exit_code_through_a_real_process(tmp_path):
                            "--target", str(tmp_path / "missing")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error:") and "Traceback" not in proc.stderr
+
+
+def test_every_infer_config_parses():
+    import glob
+
+    from pard_jax.config_io import load_config
+    from pard_jax.inference import InferConfig, validate
+
+    paths = sorted(glob.glob(os.path.join(ROOT, "configs", "infer", "*.yaml")))
+    assert paths
+    for path in paths:
+        validate(load_config(InferConfig, path))
