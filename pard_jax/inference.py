@@ -103,7 +103,7 @@ def build(c: InferConfig) -> Session:
     mask_id = 0
     if c.mode != "ar":
         log(f"loading draft {c.draft}" + (f" (first {c.draft_layers} layers)" if c.draft_layers else "") + " ...")
-        draft = load_model(c.draft, dtype=dtype, num_layers=c.draft_layers)
+        draft = load_model(c.draft, dtype=dtype, num_layers=c.draft_layers, shared_embed=target.params["embed"])
         real_vocab = len(tokenizer)
         if min(draft.cfg.vocab_size, target.cfg.vocab_size) < real_vocab:
             raise UserError(f"draft vocabulary ({draft.cfg.vocab_size}) and target vocabulary "

@@ -95,10 +95,11 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 
 def hf_to_params(cfg: ModelConfig, names: Iterable[str], get: Callable[[str], np.ndarray], dtype=jnp.float32,
-                 num_layers: int | None = None, source: str = "the checkpoint") -> dict:
+                 num_layers: int | None = None, source: str = "the checkpoint", shared_embed=None) -> dict:
     """Convert HF-named tensors to the params tree (numpy leaves in `dtype`), keeping `num_layers` layers.
 
-    `cfg` describes the whole checkpoint; layers at or past `num_layers` are not read.
+    `cfg` describes the whole checkpoint; layers at or past `num_layers` are not read. A compact draft stores
+    no embedding table: `shared_embed` (the target's [V, D] table) fills it when the checkpoint lacks one.
     """
     keep = cfg.num_layers if num_layers is None else num_layers
     shapes = expected_shapes(cfg.truncated(keep))
@@ -137,8 +138,16 @@ def hf_to_params(cfg: ModelConfig, names: Iterable[str], get: Callable[[str], np
                 flat[rule.path] = np.empty(shape, np_dtype)
             flat[rule.path][i] = a
             filled.setdefault(rule.path, set()).add(i)
+    if "embed" not in flat and shared_embed is not None:
+        if tuple(shared_embed.shape) != shapes["embed"]:
+            raise UserError(f"{source} has no embedding table and the target's {tuple(shared_embed.shape)} does "
+                            f"not fit its config {shapes['embed']}; use the target it was trained with")
+        flat["embed"] = np.asarray(shared_embed, dtype=np_dtype)
     missing = [p for p in shapes if p not in flat]
     missing += [f"{p}[layer {i}]" for p, s in filled.items() for i in range(keep) if i not in s]
+    if missing == ["embed"]:
+        raise UserError(f"{source} is a compact draft without an embedding table; load it as a draft together "
+                        "with its target (infer/generate.py --draft), which supplies the table")
     if missing:
         raise UserError(f"{source} lacks tensors for {', '.join(missing[:4])}"
                         f"{' …' if len(missing) > 4 else ''}; check that config.json matches the weights")
@@ -241,8 +250,8 @@ def _with_generation_eos(directory: str, eos: tuple[int, ...]) -> tuple[int, ...
     return tuple(dict.fromkeys([*eos, *(int(e) for e in extra)]))
 
 
-def load_hf_dir(directory: str, dtype=jnp.float32, num_layers: int | None = None, spec: str | None = None
-                ) -> LoadedModel:
+def load_hf_dir(directory: str, dtype=jnp.float32, num_layers: int | None = None, spec: str | None = None,
+                shared_embed=None) -> LoadedModel:
     config_path = os.path.join(directory, "config.json")
     if not os.path.isfile(config_path):
         raise UserError(f"{directory} has no config.json; pass an HF model directory (config.json + "
@@ -256,7 +265,7 @@ def load_hf_dir(directory: str, dtype=jnp.float32, num_layers: int | None = None
     cfg = dataclasses.replace(cfg, eos_token_ids=_with_generation_eos(directory, cfg.eos_token_ids))
     names, get, close = _hf_dir_tensors(directory)
     try:
-        params = hf_to_params(cfg, names, get, dtype, num_layers, source=directory)
+        params = hf_to_params(cfg, names, get, dtype, num_layers, source=directory, shared_embed=shared_embed)
     finally:
         close()
     if num_layers is not None:
@@ -336,10 +345,11 @@ def download_hub(repo_id: str) -> str:
                         "(config.json + model.safetensors) or a .gguf file instead") from e
 
 
-def load_model(spec: str, dtype=jnp.float32, num_layers: int | None = None) -> LoadedModel:
+def load_model(spec: str, dtype=jnp.float32, num_layers: int | None = None, shared_embed=None) -> LoadedModel:
     """Load a model from a local HF dir, a .gguf file, the alias "smollm2-135m-instruct", or an HF hub id.
 
     `num_layers` keeps only the first N decoder layers (a cheap draft: same embed, final norm and lm_head).
+    `shared_embed` supplies the embedding table of a compact HF-directory draft that ships without one.
     """
     spec = str(spec)
     if spec == SMOLLM2_ALIAS:
@@ -349,7 +359,7 @@ def load_model(spec: str, dtype=jnp.float32, num_layers: int | None = None) -> L
         if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
             raise UserError(f"{spec} is not readable; fix its permissions or pass another path")
         if os.path.isdir(path):
-            return load_hf_dir(path, dtype, num_layers, spec=spec)
+            return load_hf_dir(path, dtype, num_layers, spec=spec, shared_embed=shared_embed)
         if path.lower().endswith(".gguf"):
             return load_gguf(path, dtype, num_layers, spec=spec)
         if os.path.basename(path) == "config.json":
@@ -364,11 +374,22 @@ def load_model(spec: str, dtype=jnp.float32, num_layers: int | None = None) -> L
 # ----------------------------------------------------------------------------------------------- export
 
 
-def export_hf(params, cfg: ModelConfig, out_dir: str, tokenizer=None) -> None:
-    """Write model.safetensors + config.json (+ tokenizer files) that transformers loads with the same logits."""
+def export_hf(params, cfg: ModelConfig, out_dir: str, tokenizer=None, compact: bool = False) -> None:
+    """Write model.safetensors + config.json (+ tokenizer files) that transformers loads with the same logits.
+
+    `compact` writes a draft for shipping beside its target: bfloat16 weights and no embedding table (the
+    target's is used at load time; requires tied embeddings). transformers cannot load that form.
+    """
     from safetensors.numpy import save_file
 
     tensors = params_to_hf(params, cfg)
+    if compact:
+        if not cfg.tie_word_embeddings:
+            raise UserError("a compact export drops the embedding table, which needs tied embeddings; "
+                            "export the full form instead")
+        import ml_dtypes
+
+        tensors = {k: v.astype(ml_dtypes.bfloat16) for k, v in tensors.items() if k != "model.embed_tokens.weight"}
     hf_cfg = cfg.to_hf_dict()
     dtypes = {str(a.dtype) for a in tensors.values()}
     if len(dtypes) == 1:

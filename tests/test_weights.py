@@ -245,3 +245,30 @@ def test_files_that_are_not_models(tmp_path):
 def test_tokenizer_bad_inputs(tmp_path):
     assert "does not exist" in _user_error(load_tokenizer, str(tmp_path / "missing"))
     assert "no tokenizer files" in _user_error(load_tokenizer, str(tmp_path))
+
+
+def test_compact_draft_export_loads_with_the_targets_embedding(tmp_path):
+    """A compact draft (bfloat16, no embedding table) ships beside its target, which supplies the table."""
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+
+    from pard_jax import model
+    from tests.tiny_models import tiny_config, tiny_params
+
+    cfg = dataclasses.replace(tiny_config(), pard_token=3)
+    params = tiny_params(cfg, 0, scale=1.0)
+    weights.export_hf(params, cfg, str(tmp_path), compact=True)
+    with pytest.raises(UserError, match="compact draft"):
+        weights.load_model(str(tmp_path))
+    loaded = weights.load_model(str(tmp_path), shared_embed=params["embed"])
+    assert loaded.cfg.pard_token == 3
+    tokens = jnp.arange(10)[None] % cfg.vocab_size
+    pos = jnp.arange(10)[None]
+    ref = model.forward(params, cfg, tokens, pos)
+    got = model.forward(loaded.params, loaded.cfg, tokens, pos)
+    assert float(jnp.max(jnp.abs(ref - got))) < 0.05 * float(jnp.max(jnp.abs(ref)))  # bfloat16 weights
+    assert jax.tree.structure(loaded.params) == jax.tree.structure(params)
+    with pytest.raises(UserError, match="does not fit"):
+        weights.load_model(str(tmp_path), shared_embed=params["embed"][:-1])

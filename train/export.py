@@ -24,7 +24,7 @@ from pard_jax.model import init_params
 from pard_jax.model_config import ModelConfig
 
 
-def export(run_dir: str, out_dir: str, step: int | None = None) -> int:
+def export(run_dir: str, out_dir: str, step: int | None = None, compact: bool = False) -> int:
     """Write the params of checkpoint `step` (default: the latest complete one) to `out_dir`; returns the step."""
     from pard_jax.weights import export_hf
 
@@ -45,7 +45,7 @@ def export(run_dir: str, out_dir: str, step: int | None = None) -> int:
         from pard_jax.tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer(meta["tokenizer_source"])
-    export_hf(params, cfg, out_dir, tokenizer=tokenizer)
+    export_hf(params, cfg, out_dir, tokenizer=tokenizer, compact=compact)
     return step
 
 
@@ -54,10 +54,12 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="the run_dir of a training run")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest complete one)")
     p.add_argument("--out", required=True, metavar="HF_DIR", help="output directory")
+    p.add_argument("--compact", action="store_true",
+                   help="bfloat16 without the embedding table, to ship beside its target (which supplies the table)")
     args = p.parse_args(argv)
     logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's notices are not for the person at the terminal
     try:
-        step = export(args.checkpoint, args.out, args.step)
+        step = export(args.checkpoint, args.out, args.step, args.compact)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
