@@ -49,8 +49,8 @@ def resolve_mesh_shape(sizes: Sequence[int], num_devices: int) -> tuple[int, ...
                             f"make the fixed axis sizes divide {num_devices}")
         sizes[sizes.index(-1)] = num_devices // known
     if math.prod(sizes) != num_devices:
-        raise UserError(f"mesh {dict(zip(MESH_AXES, sizes))} has {math.prod(sizes)} devices but "
-                        f"{num_devices} are present; make the mesh sizes multiply to {num_devices} (or use -1)")
+        raise UserError(f"mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices but this run has "
+                        f"{num_devices}; make the mesh sizes multiply to {num_devices} (or set one to -1)")
     return tuple(sizes)
 
 
@@ -101,12 +101,6 @@ def put_global(tree, shardings):
         x = np.asarray(x)
         return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
     return jax.tree.map(put, tree, shardings)
-
-
-def put_process_local(tree, shardings, global_shapes):
-    """Per-process host arrays (this process's slice of the batch) -> global jax.Arrays."""
-    return jax.tree.map(lambda x, s, g: jax.make_array_from_process_local_data(s, np.asarray(x), g),
-                        tree, shardings, global_shapes)
 
 
 @contextlib.contextmanager

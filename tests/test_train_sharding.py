@@ -1,5 +1,5 @@
 """One train step on 8 simulated CPU devices (data 2 x fsdp 2 x tensor 2, or fsdp 8) equals the step on 1 device;
-gradient accumulation gives the same step; bfloat16 compute stays close."""
+so do gradient accumulation and rematerialization; bfloat16 compute stays close."""
 
 import json
 import os
@@ -42,6 +42,7 @@ SCRIPT = textwrap.dedent("""
         "dft": step(dict(data=2, fsdp=2, tensor=2), devs),
         "fsdp": step(dict(data=1, fsdp=8, tensor=1), devs),
         "accum": step(dict(data=2, fsdp=2, tensor=2), devs, grad_accum=2),
+        "remat": step(dict(data=2, fsdp=2, tensor=2), devs, grad_accum=2, remat=True),
         "bf16": step(dict(data=2, fsdp=2, tensor=2), devs, compute_dtype="bfloat16"),
     }
     ref = jax.tree.leaves(runs["one"][0])
@@ -67,7 +68,7 @@ def test_one_step_on_8_devices_equals_one_device(tmp_path):
     # The 8-device runs really are sharded: FSDP over embed, tensor over heads/mlp/vocab.
     assert any("fsdp" in s and "tensor" in s for s in res["dft"]["shards"]), res["dft"]["shards"]
     assert any("fsdp" in s for s in res["fsdp"]["shards"]), res["fsdp"]["shards"]
-    for name in ("dft", "fsdp", "accum"):
+    for name in ("dft", "fsdp", "accum", "remat"):
         r = res[name]
         assert abs(r["loss"] - one["loss"]) < 1e-5 * abs(one["loss"]), (name, r["loss"], one["loss"])
         assert max(abs(a - b) for a, b in zip(r["acc"], one["acc"])) < 1e-6, name

@@ -10,9 +10,9 @@ command on every host with distributed.enabled=true (see docs/training.md).
 from __future__ import annotations
 
 import argparse
-import logging
 import dataclasses
 import json
+import logging
 import os
 import sys
 import time
@@ -77,8 +77,22 @@ def load_initial_model(cfg: TrainConfig) -> Model:
         raise UserError(f"the tokenizer has {n_ids} ids but the model's vocabulary has {model_cfg.vocab_size}; "
                         "use the model's own tokenizer")
     validate_mask_id(cfg.pard.mask_token_id, model_cfg.vocab_size)
+    if cfg.pard.mask_token_id in _ids_text_uses(tok):
+        raise UserError(f"pard.mask_token_id={cfg.pard.mask_token_id} is a token that the text or chat template "
+                        "uses; choose a reserved id that never occurs in the data")
     model_cfg = dataclasses.replace(model_cfg, pard_token=cfg.pard.mask_token_id)
     return Model(model_cfg, host_params, tok, tok_source)
+
+
+def _ids_text_uses(tok) -> set[int]:
+    """Ids the mask token must not be: the chat template's, BOS/EOS (and, for bytes, every byte)."""
+    if isinstance(tok, data.ByteTokenizer):
+        return {tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, tok.user_id, tok.assistant_id,
+                *range(tok.offset, tok.vocab_size)}
+    from pard_jax.tokenizer import encode_prompt
+
+    ids = set(encode_prompt(tok, "hi", True))
+    return ids | {i for i in (tok.bos_token_id, tok.eos_token_id) if i is not None}
 
 
 def make_optimizer(cfg: TrainConfig):
@@ -179,7 +193,6 @@ def run(cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = Tru
     start = ckpt.latest_step() or 0
     if start:
         checkpoint.check_same_model(ckpt.read_meta(start), meta["model"], cfg.run_dir)
-    if start:
         abstract_opt = jax.eval_shape(s.optimizer.init, s.abstract_params)
         params, opt_state = ckpt.restore(start, checkpoint.abstract_like(s.abstract_params, s.param_shardings),
                                          checkpoint.abstract_like(abstract_opt, s.opt_shardings), batches)
@@ -199,7 +212,7 @@ def run(cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = Tru
         pending.append(metrics)
         bar.update(1)
         if step % cfg.train.log_every == 0 or step == end:
-            record = _log_record(step, pending, time.perf_counter() - t0, float(s.schedule(step - 1)))
+            record = _log_record(step, pending, t0, float(s.schedule(step - 1)))
             pending, t0 = [], time.perf_counter()
             logged.append(record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", acc0=f"{record['accuracy_by_block'][0]:.2f}",
@@ -214,9 +227,10 @@ def run(cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = Tru
     return logged
 
 
-def _log_record(step: int, pending: list, seconds: float, lr: float) -> dict:
+def _log_record(step: int, pending: list, since: float, lr: float) -> dict:
     """One metrics.jsonl object: means over the steps since the last log; rates over their wall time."""
-    got = [train_step.host_metrics(m) for m in pending]
+    got = [train_step.host_metrics(m) for m in pending]  # waits for the device
+    seconds = time.perf_counter() - since
     positions = sum(m["positions"] for m in got)
     return {
         "step": step,
