@@ -32,8 +32,11 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         (item,) = typing.get_args(tp)[:1] or (Any,)
         out = [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(out) if origin is tuple else out
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if tp is float and not isinstance(value, bool):
+        try:  # YAML 1.1 reads `3e-4` (no dot) as a string
+            return float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"config key {where!r} must be a number, got {value!r}") from None
     if tp in (int, str, bool) and not isinstance(value, tp):
         raise UserError(f"config key {where!r} must be {tp.__name__}, got {value!r}")
     return value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import typing
 from typing import Any
 
 from pard_jax.config_io import load_config
@@ -105,23 +104,8 @@ class TrainConfig:
 def load_train_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
     """The config from a YAML file with `a.b=value` overrides, checked (relative paths are from the working dir)."""
     cfg = load_config(TrainConfig, path, list(overrides))
-    _coerce_floats(cfg)
     validate_static(cfg)
     return cfg
-
-
-def _coerce_floats(section, where: str = "") -> None:
-    """YAML reads `3e-4` (no dot) as a string: accept it for float fields, refuse other text."""
-    hints = typing.get_type_hints(type(section))
-    for f in dataclasses.fields(section):
-        value, name = getattr(section, f.name), f"{where}{f.name}"
-        if dataclasses.is_dataclass(value):
-            _coerce_floats(value, name + ".")
-        elif hints[f.name] in (float, float | None) and isinstance(value, str):
-            try:
-                setattr(section, f.name, float(value))
-            except ValueError:
-                raise UserError(f"config key {name!r} must be a number, got {value!r}") from None
 
 
 def validate_static(cfg: TrainConfig) -> None:
