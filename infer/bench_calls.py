@@ -2,15 +2,16 @@
 
 python infer/bench_calls.py [--target SPEC] [--draft SPEC] [--draft-layers N] [-k 4,8,12] [--repeats R]
 
-Each model call is jitted alone and timed (median of R after a warm-up) on a cache filled to about 200
-tokens; "iteration" is one draft -> verify -> accept -> commit step of the real on-device loop, measured
-as (time of N+M iterations - time of N) / M, and "outside model calls" is iteration - draft - verify.
+Every cost is device time inside one jitted program, without Python dispatch: a model call is repeated R
+times in a `lax.fori_loop` that carries its cache (so nothing is hoisted), on a cache filled to --context
+tokens; an engine iteration (draft -> verify -> accept -> commit, or one plain AR iteration) is measured in
+the real on-device loop as (time of N+20 iterations - time of N) / 20. "outside" is what an iteration costs
+beyond its draft and verify calls (acceptance, commit, bookkeeping). Medians of 3.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import statistics
 import sys
@@ -22,14 +23,42 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 
-def timed(fn, *args, repeats):
-    jax.block_until_ready(fn(*args))
+def per_call_ms(call, cache, repeats: int) -> float:
+    """Device time of one `call(cache) -> (tokens, cache)`, from a fori_loop of `repeats` calls.
+
+    The tokens are summed into the carry so that the compiler cannot drop the logits' computation.
+    """
+    def body(i, carry):
+        cache, total = carry
+        tokens, cache = call(cache)
+        return cache, total + jnp.sum(tokens)
+
+    loop = jax.jit(lambda c: jax.lax.fori_loop(0, repeats, body, (c, jnp.zeros((), jnp.int32))))
+    jax.block_until_ready(loop(cache))
     times = []
-    for _ in range(repeats):
+    for _ in range(3):
         t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
+        jax.block_until_ready(loop(cache))
         times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return statistics.median(times) / repeats * 1e3
+
+
+def iteration_ms(engine, target_params, draft_params, prompt) -> float:
+    from pard_jax import decoding
+
+    plen, done = jnp.array([prompt.shape[1]], jnp.int32), jnp.array([False])
+
+    def run(count):
+        s = decoding.start_jit(engine, target_params, draft_params, prompt, plen, done, jax.random.key(0))
+        jax.block_until_ready(s)
+        t0 = time.perf_counter()
+        jax.block_until_ready(decoding.run_jit(engine, target_params, draft_params, s, jnp.int32(count)))
+        return time.perf_counter() - t0
+
+    run(2)
+    few = statistics.median(run(4) for _ in range(3))
+    many = statistics.median(run(24) for _ in range(3))
+    return (many - few) / 20 * 1e3
 
 
 def main(argv=None):
@@ -37,8 +66,9 @@ def main(argv=None):
     p.add_argument("--target", default="smollm2-135m-instruct")
     p.add_argument("--draft", default="smollm2-135m-instruct")
     p.add_argument("--draft-layers", type=int, default=4)
+    p.add_argument("--mask-token-id", type=int, default=16)
     p.add_argument("-k", default="4,8,12")
-    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--context", type=int, default=200)
     args = p.parse_args(argv)
 
@@ -48,46 +78,38 @@ def main(argv=None):
     from pard_jax.weights import load_model
 
     target = load_model(args.target)
-    draft = load_model(args.draft, num_layers=args.draft_layers)
-    tc, dc = target.cfg, draft.cfg
+    draft = load_model(args.draft, num_layers=args.draft_layers, shared_embed=target.params["embed"])
+    tc, dc, tp, dp = target.cfg, draft.cfg, target.params, draft.params
     C, n = 512, args.context
-    tokens = jnp.asarray(jax.random.randint(jax.random.key(0), (1, C), 0, 1000), jnp.int32)
-    tcache = model.prefill(target.params, tc, tokens[:, :n], init_cache(tc, 1, C))
-    dcache = model.prefill(draft.params, dc, tokens[:, :n], init_cache(dc, 1, C))
-    start = jnp.array([n], jnp.int32)
+    seq = jax.random.randint(jax.random.key(0), (1, C), 0, 1000).astype(jnp.int32)
+    tcache = model.prefill(tp, tc, seq[:, :n], init_cache(tc, 1, C))
+    dcache = model.prefill(dp, dc, seq[:, :n], init_cache(dc, 1, C))
+    start, last = jnp.array([n], jnp.int32), jnp.array([n - 1], jnp.int32)
+    greedy = SamplingParams()
 
-    step = jax.jit(lambda p, x, c, s: model.forward_cached(p, tc, x, c, s)[0])
-    ar_ms = timed(step, target.params, tokens[:, n:n + 1], tcache, start, repeats=args.repeats)
-    print(f"AR step (target, 1 token):          {ar_ms:7.2f} ms")
+    def verify(width):
+        def call(c):
+            logits, c = model.forward_cached(tp, tc, seq[:, n:n + width], c, start)
+            return jnp.argmax(logits, axis=-1), c
+        return call
+
+    ar_ms = per_call_ms(verify(1), tcache, args.repeats)
+    ar_iter = iteration_ms(decoding.Engine(tc, max_new_tokens=400), tp, None, seq[:, :64])
+    print(f"AR step (target, 1 token): {ar_ms:6.2f} ms; AR loop iteration {ar_iter:6.2f} ms "
+          f"(outside the model call {ar_iter - ar_ms:5.2f} ms, {(ar_iter - ar_ms) / ar_iter:5.1%})")
     for k in [int(x) for x in args.k.split(",")]:
-        verify_ms = timed(step, target.params, tokens[:, n:n + k + 1], tcache, start, repeats=args.repeats)
-        pard = jax.jit(lambda p, c, s, l: drafting.pard_draft(p, dc, c, s, l, k=k, mask_id=16, vocab=tc.vocab_size,
-                                                               sp=SamplingParams(), key=jax.random.key(0)).tokens)
-        sd = jax.jit(lambda p, c, s, l: drafting.ar_draft(p, dc, c, s, l, k=k, vocab=tc.vocab_size,
-                                                           sp=SamplingParams(), key=jax.random.key(0)).tokens)
-        last = start - 1
-        pard_ms = timed(pard, draft.params, dcache, tokens, last, repeats=args.repeats)
-        sd_ms = timed(sd, draft.params, dcache, tokens, last, repeats=args.repeats)
-
-        engine = decoding.Engine(tc, mode="pard", k=k, draft_cfg=dc, mask_id=16, max_new_tokens=400)
-        prompts, plen, done = tokens[:, :64], jnp.array([64], jnp.int32), jnp.array([False])
-
-        def iterations(count):
-            s = decoding.start_jit(engine, target.params, draft.params, prompts, plen, done, jax.random.key(0))
-            jax.block_until_ready(s)
-            t0 = time.perf_counter()
-            s = decoding.run_jit(engine, target.params, draft.params, s, jnp.int32(count))
-            jax.block_until_ready(s)
-            return time.perf_counter() - t0
-
-        iterations(2)
-        few = statistics.median(iterations(4) for _ in range(3))
-        many = statistics.median(iterations(24) for _ in range(3))
-        iter_ms = (many - few) / 20 * 1e3
-        outside = iter_ms - pard_ms - verify_ms
-        print(f"k={k:2d}: verify ({k + 1} tokens) {verify_ms:7.2f} ms = {verify_ms / ar_ms:4.2f}x AR step | "
-              f"pard draft {pard_ms:6.2f} ms | sd draft {sd_ms:6.2f} ms | pard iteration {iter_ms:7.2f} ms, "
-              f"outside model calls {outside:6.2f} ms ({outside / iter_ms:5.1%})")
+        verify_ms = per_call_ms(verify(k + 1), tcache, args.repeats)
+        pard_ms = per_call_ms(lambda c: drafting.pard_draft(dp, dc, c, seq, last, k=k, mask_id=args.mask_token_id,
+                                                            vocab=tc.vocab_size, sp=greedy, key=jax.random.key(0))[::2],
+                              dcache, args.repeats)
+        sd_ms = per_call_ms(lambda c: drafting.ar_draft(dp, dc, c, seq, last, k=k, vocab=tc.vocab_size, sp=greedy,
+                                                        key=jax.random.key(0))[::2], dcache, args.repeats)
+        engine = decoding.Engine(tc, mode="pard", k=k, draft_cfg=dc, mask_id=args.mask_token_id, max_new_tokens=400)
+        it = iteration_ms(engine, tp, dp, seq[:, :64])
+        outside = it - pard_ms - verify_ms
+        print(f"k={k:2d}: verify ({k + 1} tokens) {verify_ms:6.2f} ms = {verify_ms / ar_ms:4.2f}x AR step | "
+              f"pard draft {pard_ms:6.2f} ms = {pard_ms / ar_ms:4.2f}x | sd draft {sd_ms:6.2f} ms | "
+              f"pard iteration {it:6.2f} ms, outside the two calls {outside:5.2f} ms ({outside / it:5.1%})")
 
 
 if __name__ == "__main__":
