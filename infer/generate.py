@@ -97,8 +97,6 @@ def main(argv=None) -> int:
         session = build(cfg)
         tok, gen = session.tokenizer, session.generator
         ids = [encode_prompt(tok, p, cfg.chat_template) for p in prompts]
-        for i in ids:
-            gen.check_prompt(len(i))
         printer = None
         if not args.json:
             stream = sys.stdout.isatty() and cfg.batch_size == 1

@@ -114,7 +114,7 @@ class Generator:
 
     def _generate_batch(self, batch, first_index, key, on_tokens):
         rows = len(batch)
-        B = min(bucket(rows), self.batch_size) if rows <= self.batch_size else rows
+        B = min(bucket(rows), self.batch_size)
         P = bucket(max(len(p) for p in batch), MIN_PROMPT_BUCKET)
         tokens = np.zeros((B, P), np.int32)
         lengths = np.ones((B,), np.int32)
