@@ -55,7 +55,8 @@ def main(argv=None) -> int:
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest complete one)")
     p.add_argument("--out", required=True, metavar="HF_DIR", help="output directory")
     p.add_argument("--compact", action="store_true",
-                   help="bfloat16 without the embedding table, to ship beside its target (which supplies the table)")
+                   help="bfloat16 without the embedding table, to ship beside its target (which supplies the table); "
+                        "only right when training left the embedding equal to the target's")
     args = p.parse_args(argv)
     logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's notices are not for the person at the terminal
     try:
