@@ -13,7 +13,6 @@ excluded). The goal: COD >= 2.3x the positions per second at equal or better per
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import importlib.util
 import json

@@ -63,12 +63,11 @@ class Row:
 
 def engine_rows(session, name, prompt_ids, modes, ks, max_new, ar_tokens):
     """Time each (mode, k) of ours on the prompts; returns rows and the ar outputs."""
-    from pard_jax.decoding import Engine
     from pard_jax.generation import Generator
     from pard_jax.inference import log
 
     gen0 = session.generator
-    rows, outputs = [], {}
+    rows = []
     for mode in modes:
         for k in ([0] if mode == "ar" else ks):
             if mode != "ar" and gen0.draft_params is None:

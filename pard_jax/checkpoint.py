@@ -9,7 +9,6 @@ directory that holds a different model, and by `train/export.py`.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import grain
 import jax

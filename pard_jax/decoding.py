@@ -87,7 +87,6 @@ class Engine:
     def _iterate(self, target_params, draft_params, state: State) -> State:
         key, k_draft, k_accept = jax.random.split(state.key, 3)
         draft, q, draft_cache = self._propose(draft_params, state, k_draft)
-        k = draft.shape[1]
         last_token = jnp.take_along_axis(state.seq, state.last[:, None], axis=1)
         verify_in = jnp.concatenate([last_token, draft], axis=1)  # [B, k+1]
         logits, target_cache = model.forward_cached(target_params, self.target_cfg, verify_in,

@@ -575,7 +575,7 @@ def _m_pack_give(r, a):
 
 
 def _m_shop_change(r, a):
-    name, (s, pl) = r.choice(NAMES), r.choice(SHOP_ITEMS)
+    name, (_, pl) = r.choice(NAMES), r.choice(SHOP_ITEMS)
     n, price = a(2, 8), a(2, 15)
     paid = (n * price // 10 + 1) * 10 + r.choice([0, 10, 20])
     return f"{name} buys {n} {pl} that cost ${price} each and pays with ${paid}. How much change does {name} get?"
