@@ -81,9 +81,9 @@ class Attention(nn.Module):
 
     @nn.compact
     def __call__(self, x, cos, sin, new_mask, cache_k, cache_v, cache_mask):
-        """x [B, T, D]; new_mask [B, T, T]; cache_k/v [B, S, Hkv, Dh] or None; cache_mask [B, T, S].
+        """x [B, T, D]; new_mask [B, T, T]; cache_k/v [B, Hkv, S, Dh] or None; cache_mask [B, T, S].
 
-        Returns the output [B, T, D] and this call's (k, v) [B, T, Hkv, Dh] for the cache.
+        Returns the output [B, T, D] and this call's (k, v) [B, Hkv, T, Dh] for the cache.
         """
         cfg = self.cfg
         B, T, _ = x.shape
@@ -97,20 +97,26 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         q = nn.with_logical_constraint(q, ("batch", "length", "act_heads", "head_dim"))
 
+        # Heads-major: query head h = kv head h // G, group member h % G (GQA); [B, Hkv, G, T, Dh].
         G = H // Hkv
-        qg = q.reshape(B, T, Hkv, G, Dh) * (1.0 / math.sqrt(Dh))
+        qg = q.reshape(B, T, Hkv, G, Dh).transpose(0, 2, 3, 1, 4) * (1.0 / math.sqrt(Dh))
+        k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, Hkv, T, Dh]
         neg = jnp.finfo(jnp.float32).min
-        scores = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32)
+        scores = jnp.einsum("bkgtd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32)
         scores = jnp.where(new_mask[:, None, None], scores, neg)
-        values = [v]
-        if cache_k is not None:
-            cached = jnp.einsum("btkgd,bskd->bkgts", qg, cache_k.astype(self.dtype), preferred_element_type=jnp.float32)
+        if cache_k is None:
+            probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
+            out = jnp.einsum("bkgts,bksd->bkgtd", probs, v)
+        else:
+            S = cache_k.shape[2]
+            cached = jnp.einsum("bkgtd,bksd->bkgts", qg, cache_k.astype(self.dtype),
+                                preferred_element_type=jnp.float32)
             cached = jnp.where(cache_mask[:, None, None], cached, neg)
-            scores = jnp.concatenate([cached, scores], axis=-1)
-            values = [cache_v.astype(self.dtype), v]
-        probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs, jnp.concatenate(values, axis=1))
-        out = out.reshape(B, T, H * Dh)
+            probs = jax.nn.softmax(jnp.concatenate([cached, scores], axis=-1), axis=-1).astype(self.dtype)
+            # Two products instead of concatenating the values: no copy of the cache per layer.
+            out = (jnp.einsum("bkgts,bksd->bkgtd", probs[..., :S], cache_v.astype(self.dtype))
+                   + jnp.einsum("bkgts,bksd->bkgtd", probs[..., S:], v))
+        out = out.transpose(0, 3, 1, 2, 4).reshape(B, T, H * Dh)
         out = _dense(cfg.hidden_size, ("q_heads", "embed"), cfg.o_bias, self.dtype, "o_proj")(out)
         return out, (k, v)
 
@@ -156,9 +162,9 @@ class Decoder(nn.Module):
         """tokens, positions [B, T] int32.
 
         new_mask [B, T, T] (default causal) says which of this call's tokens each token sees;
-        cache_kv = (k, v) [L, B, S, Hkv, Dh] with cache_mask [B, T, S] adds visible cached entries.
+        cache_kv = (k, v) [L, B, Hkv, S, Dh] with cache_mask [B, T, S] adds visible cached entries.
         logits_at [B, N] int32 computes logits only at those indices of each row (saves the unembedding).
-        Returns logits and the new (k, v) [L, B, T, Hkv, Dh].
+        Returns logits and the new (k, v) [L, B, Hkv, T, Dh].
         """
         cfg = self.cfg
         B, T = tokens.shape
