@@ -17,6 +17,9 @@ class ModelSection:
     num_layers: int | None = None  # keep only the first N decoder layers of `spec` (a draft cut from a target)
     hf_config: dict[str, Any] | None = None  # an HF config.json as a mapping: random init instead of `spec`
     init_seed: int = 0
+    # top-level parameters kept at their initial values, e.g. [embed]: a draft that keeps its target's
+    # embedding table can ship without it (`export --compact`) and take the target's at load time
+    freeze: list[str] = dataclasses.field(default_factory=list)
     tokenizer: str | None = None  # "bytes" (built-in byte tokenizer) or a tokenizer source; default: the spec's
 
 

@@ -84,11 +84,17 @@ def learning_rate_schedule(peak: float, warmup_steps: int, total_steps: int, kin
 
 
 def make_optimizer(schedule: optax.Schedule, *, weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.95,
-                   eps: float = 1e-8, clip_norm: float = 1.0) -> optax.GradientTransformation:
-    """AdamW (decay on weight matrices only) after global-norm clipping."""
+                   eps: float = 1e-8, clip_norm: float = 1.0,
+                   frozen: tuple[str, ...] = ()) -> optax.GradientTransformation:
+    """AdamW (decay on weight matrices only) after global-norm clipping.
+
+    `frozen` top-level params get no weight decay; `train_step` gives them zero gradients, so they never move.
+    """
     def decay_mask(params):
         # Scanned layers add a leading [L] axis: a matrix there has ndim 3, a norm scale or bias 2.
         def is_matrix(path, p):
+            if getattr(path[0], "key", None) in frozen:
+                return False
             scanned = any(getattr(k, "key", None) == "layers" for k in path)
             return p.ndim >= (3 if scanned else 2)
         return jax.tree_util.tree_map_with_path(is_matrix, params)
@@ -96,6 +102,11 @@ def make_optimizer(schedule: optax.Schedule, *, weight_decay: float = 0.0, b1: f
     parts = [optax.clip_by_global_norm(clip_norm)] if clip_norm > 0 else []
     parts.append(optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask))
     return optax.chain(*parts)
+
+
+def stop_frozen(params, frozen: tuple[str, ...]):
+    """`params` with no gradient through the `frozen` top-level entries (the compiler then skips their grads)."""
+    return {name: jax.lax.stop_gradient(p) if name in frozen else p for name, p in params.items()}
 
 
 def opt_state_shardings(optimizer: optax.GradientTransformation, abstract_params, param_shardings, mesh: Mesh):
@@ -113,10 +124,12 @@ def batch_sharding(mesh: Mesh, rules=sharding.LOGICAL_AXIS_RULES) -> NamedShardi
     return NamedSharding(mesh, P(None, *sharding.logical_to_mesh(("batch", "length"), rules)))
 
 
-def grads_and_stats(params, cfg: ModelConfig, batch, para_num: int, *, dtype, remat: bool):
+def grads_and_stats(params, cfg: ModelConfig, batch, para_num: int, *, dtype, remat: bool,
+                    frozen: tuple[str, ...] = ()):
     """Gradient of the summed loss and the stats, accumulated over the leading micro-batch axis [A, B, T]."""
-    grad_fn = jax.value_and_grad(functools.partial(loss_sums, cfg=cfg, para_num=para_num, dtype=dtype, remat=remat),
-                                 has_aux=True)
+    def loss(p, batch):
+        return loss_sums(stop_frozen(p, frozen), cfg, batch, para_num, dtype=dtype, remat=remat)
+    grad_fn = jax.value_and_grad(loss, has_aux=True)
 
     def micro(carry, mb):
         g_acc, loss_acc, s_acc = carry
@@ -132,12 +145,12 @@ def grads_and_stats(params, cfg: ModelConfig, batch, para_num: int, *, dtype, re
 
 
 def train_step(params, opt_state, batch, *, cfg: ModelConfig, optimizer: optax.GradientTransformation,
-               para_num: int, dtype=jnp.float32, remat: bool = False):
+               para_num: int, dtype=jnp.float32, remat: bool = False, frozen: tuple[str, ...] = ()):
     """One optimizer step on a [A, B, T] batch: the mean loss over all its labelled tokens.
 
     Returns new params, new optimizer state and metrics (loss, accuracy_by_block, grad_norm, counts).
     """
-    grads, loss_sum, stats = grads_and_stats(params, cfg, batch, para_num, dtype=dtype, remat=remat)
+    grads, loss_sum, stats = grads_and_stats(params, cfg, batch, para_num, dtype=dtype, remat=remat, frozen=frozen)
     grads = jax.tree.map(lambda g: g / jnp.maximum(stats["tokens"], 1.0), grads)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
@@ -153,11 +166,12 @@ def eval_step(params, batch, *, cfg: ModelConfig, para_num: int, dtype=jnp.float
 
 def jit_train_step(cfg: ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh, param_shardings,
                    opt_shardings, *, para_num: int, dtype=jnp.float32, remat: bool = False,
-                   rules=sharding.LOGICAL_AXIS_RULES) -> Callable[..., Any]:
+                   frozen: tuple[str, ...] = (), rules=sharding.LOGICAL_AXIS_RULES) -> Callable[..., Any]:
     """`step(params, opt_state, batch) -> (params, opt_state, metrics)`, jitted with shardings; params and
     optimizer state are donated. Call it with the global arrays; it enters the mesh and rules itself."""
     step = jax.jit(
-        functools.partial(train_step, cfg=cfg, optimizer=optimizer, para_num=para_num, dtype=dtype, remat=remat),
+        functools.partial(train_step, cfg=cfg, optimizer=optimizer, para_num=para_num, dtype=dtype, remat=remat,
+                          frozen=frozen),
         in_shardings=(param_shardings, opt_shardings, batch_sharding(mesh, rules)),
         out_shardings=(param_shardings, opt_shardings, sharding.replicated(mesh)),
         donate_argnums=(0, 1),

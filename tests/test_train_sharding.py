@@ -1,5 +1,5 @@
 """One train step on 8 simulated CPU devices (data 2 x fsdp 2 x tensor 2, or fsdp 8) equals the step on 1 device;
-so do gradient accumulation and rematerialization; bfloat16 compute stays close."""
+so do gradient accumulation and rematerialization; bfloat16 compute stays close; a frozen embedding stays put."""
 
 import json
 import os
@@ -26,9 +26,10 @@ SCRIPT = textwrap.dedent("""
     model.host_params = jax.device_get(init_params(model.cfg, jax.random.key(3)))
     local = next(data.train_batches(cfg, model.tokenizer))
 
-    def step(mesh, devices, **train):
+    def step(mesh, devices, freeze=(), **train):
         c = dataclasses.replace(cfg, mesh=dataclasses.replace(cfg.mesh, **mesh),
-                                train=dataclasses.replace(cfg.train, **train))
+                                train=dataclasses.replace(cfg.train, **train),
+                                model=dataclasses.replace(cfg.model, freeze=list(freeze)))
         s = T.build(c, model=model, devices=devices)
         params, opt_state = T.initial_state(s)
         params, opt_state, metrics = s.step_fn(params, opt_state, T.global_batch(s, local))
@@ -44,7 +45,9 @@ SCRIPT = textwrap.dedent("""
         "accum": step(dict(data=2, fsdp=2, tensor=2), devs, grad_accum=2),
         "remat": step(dict(data=2, fsdp=2, tensor=2), devs, grad_accum=2, remat=True),
         "bf16": step(dict(data=2, fsdp=2, tensor=2), devs, compute_dtype="bfloat16"),
+        "frozen": step(dict(data=2, fsdp=2, tensor=2), devs, freeze=["embed"]),
     }
+    init = model.host_params
     ref = jax.tree.leaves(runs["one"][0])
     out = {}
     for name, (params, metrics, shards) in runs.items():
@@ -52,7 +55,11 @@ SCRIPT = textwrap.dedent("""
         out[name] = dict(loss=metrics["loss"], acc=metrics["accuracy_by_block"], max_param_diff=max(diffs),
                          grad_norm=metrics["grad_norm"], lr=cfg.optimizer.learning_rate,
                          dtypes=sorted({str(x.dtype) for x in jax.tree.leaves(params)}),
-                         shards=shards)
+                         shards=shards,
+                         embed_moved=float(np.max(np.abs(params["embed"] - init["embed"]))),
+                         rest_moved=min(float(np.max(np.abs(a - b))) for a, b in zip(
+                             jax.tree.leaves({n: p for n, p in params.items() if n != "embed"}),
+                             jax.tree.leaves({n: p for n, p in init.items() if n != "embed"}))))
     print("RESULT " + json.dumps(out))
 """)
 
@@ -79,3 +86,7 @@ def test_one_step_on_8_devices_equals_one_device(tmp_path):
     assert abs(res["bf16"]["grad_norm"] - one["grad_norm"]) < 2e-2 * one["grad_norm"]
     assert res["bf16"]["dtypes"] == ["float32"]  # master weights stay float32
     assert one["max_param_diff"] == 0.0 and res["dft"]["max_param_diff"] < one["lr"]
+    # model.freeze=[embed]: the table stays bit-identical (no update, no weight decay); the rest still learns.
+    assert one["embed_moved"] > 0 and one["rest_moved"] > 0
+    assert res["frozen"]["embed_moved"] == 0.0 and res["frozen"]["rest_moved"] > 0
+    assert abs(res["frozen"]["loss"] - one["loss"]) < 1e-5 * abs(one["loss"])

@@ -76,3 +76,11 @@ def test_export_refuses_a_missing_step(smoke_run, tmp_path):
                            "--out", str(tmp_path / "x")], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert proc.stderr.strip().startswith("error:") and "step 7" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_compact_export_needs_a_frozen_embedding(smoke_run, tmp_path):
+    run_dir, _ = smoke_run  # smoke.yaml trains the embedding table
+    proc = subprocess.run([sys.executable, "train/export.py", "--checkpoint", str(run_dir), "--compact",
+                           "--out", str(tmp_path / "x")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("error:") and "model.freeze=[embed]" in proc.stderr
+    assert not (tmp_path / "x").exists()

@@ -1,6 +1,6 @@
 """Export a training checkpoint as an HF model directory that transformers loads and vLLM serves as a PARD draft.
 
-    python train/export.py --checkpoint RUN_DIR [--step S] --out HF_DIR
+    python train/export.py --checkpoint RUN_DIR [--step S] --out HF_DIR [--compact]
 
 config.json carries "pard_token" (the mask id) and "spd_type": "pard"; the tokenizer files are saved too
 (unless the run used the built-in byte tokenizer). `infer/generate.py --draft HF_DIR` uses the result.
@@ -36,6 +36,8 @@ def export(run_dir: str, out_dir: str, step: int | None = None, compact: bool = 
         step = ckpt.latest_step()
     elif step not in steps:
         raise UserError(f"{run_dir!r} has no checkpoint for step {step}; available: {', '.join(map(str, steps))}")
+    if compact:
+        check_embed_frozen(run_dir)
     meta = ckpt.read_meta(step)
     cfg = ModelConfig.from_hf_dict(meta["model"])
     params = ckpt.restore_params(step, jax.eval_shape(lambda: init_params(cfg, jax.random.key(0))))
@@ -49,6 +51,22 @@ def export(run_dir: str, out_dir: str, step: int | None = None, compact: bool = 
     return step
 
 
+def check_embed_frozen(run_dir: str) -> None:
+    """A compact draft takes its target's embedding table at load time: right only if training never moved it."""
+    import yaml
+
+    path = os.path.join(run_dir, "config.yaml")
+    try:
+        with open(path) as f:
+            frozen = (yaml.safe_load(f).get("model") or {}).get("freeze") or []
+    except OSError:
+        frozen = []
+    if "embed" not in frozen:
+        raise UserError(f"--compact drops the embedding table, but {path} does not show model.freeze=[embed], so the "
+                        "trained table may differ from the target's; export the full form, or train with "
+                        "model.freeze=[embed]")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Export a PARD training checkpoint as an HF model directory.")
     p.add_argument("--checkpoint", required=True, metavar="RUN_DIR", help="the run_dir of a training run")
@@ -56,7 +74,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, metavar="HF_DIR", help="output directory")
     p.add_argument("--compact", action="store_true",
                    help="bfloat16 without the embedding table, to ship beside its target (which supplies the table); "
-                        "only right when training left the embedding equal to the target's")
+                        "needs a run trained with model.freeze=[embed]")
     args = p.parse_args(argv)
     logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's notices are not for the person at the terminal
     try:

@@ -100,7 +100,7 @@ def make_optimizer(cfg: TrainConfig):
     schedule = train_step.learning_rate_schedule(o.learning_rate, o.warmup_steps, cfg.train.steps, o.schedule,
                                                  o.final_lr_fraction)
     opt = train_step.make_optimizer(schedule, weight_decay=o.weight_decay, b1=o.b1, b2=o.b2, eps=o.eps,
-                                    clip_norm=o.clip_norm)
+                                    clip_norm=o.clip_norm, frozen=tuple(cfg.model.freeze))
     return opt, schedule
 
 
@@ -130,12 +130,16 @@ def build(cfg: TrainConfig, model: Model | None = None, devices=None) -> Setup:
         raise UserError(f"train.batch_size / train.grad_accum = {micro} rows must be a multiple of mesh data x fsdp "
                         f"= {batch_ways} and of the {jax.process_count()} processes; change train.batch_size or the mesh")
     abstract = jax.eval_shape(lambda: init_params(model.cfg, jax.random.key(0)))
+    unknown = sorted(set(cfg.model.freeze) - set(abstract))
+    if unknown:
+        raise UserError(f"model.freeze names {unknown}, which the model does not have; choose from {sorted(abstract)}")
     param_shardings = sharding.tree_shardings(mesh, abstract, param_logical_axes(model.cfg))
     optimizer, schedule = make_optimizer(cfg)
     opt_shardings = train_step.opt_state_shardings(optimizer, abstract, param_shardings, mesh)
     step_fn = train_step.jit_train_step(
         model.cfg, optimizer, mesh, param_shardings, opt_shardings, para_num=cfg.pard.para_num,
-        dtype=train_step.compute_dtype(cfg.train.compute_dtype), remat=cfg.train.remat)
+        dtype=train_step.compute_dtype(cfg.train.compute_dtype), remat=cfg.train.remat,
+        frozen=tuple(cfg.model.freeze))
     return Setup(cfg, model, mesh, abstract, param_shardings, opt_shardings, optimizer, jax.jit(schedule), step_fn,
                  train_step.batch_sharding(mesh))
 
