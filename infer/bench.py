@@ -5,8 +5,9 @@ python infer/bench.py --prompts-file F [--prompts-file G ...] --modes ar,sd,pard
     [--draft-layers N] [--mask-token-id N] [--limit N]
 
 Writes DIR/results.json (rows per prompt set, mode and k), DIR/results.md and DIR/speedup.png. Timings are
-medians over prompts of per-prompt tokens/s (batch size 1, greedy unless configured otherwise), compile
-time excluded and reported apart. Speedups compare against the `ar` row of the same prompt set.
+medians over prompts of per-prompt tokens/s (batch size 1, greedy unless configured otherwise, prefill
+included), compile time excluded and reported apart. Every decoder is compiled and warmed up first, then
+each prompt runs through all of them in turn. Speedups compare against the `ar` row of the same prompt set.
 """
 
 from __future__ import annotations
@@ -52,22 +53,32 @@ class Row:
     prompt_set: str
     mode: str
     k: int
-    mean_accepted: float
+    mean_accepted: float | None  # None for transformers rows
     accept_rate_by_position: list
     tokens_per_second: float
-    speedup_vs_ar: float | None
+    speedup_vs_ar: float | None  # None when the run has no ar row
     num_prompts: int
     identical_to_ar: float | None = None  # fraction of prompts whose tokens equal the ar row's
     compile_seconds: float = 0.0
 
 
-def engine_rows(session, name, prompt_ids, modes, ks, max_new, ar_tokens):
-    """Time each (mode, k) of ours on the prompts; returns rows and the ar outputs."""
+@dataclasses.dataclass
+class Runner:
+    """One row's decoder: `run(prompt_ids) -> Result`, its compile time, and the results so far."""
+
+    mode: str
+    k: int
+    run: object
+    compile_seconds: float = 0.0
+    results: list = dataclasses.field(default_factory=list)
+
+
+def engine_runners(session, modes, ks, max_new, prompt_ids):
+    """Our decoders, compiled and warmed up on the first prompt (outside the timed runs)."""
     from pard_jax.generation import Generator
-    from pard_jax.inference import log
 
     gen0 = session.generator
-    rows = []
+    runners = []
     for mode in modes:
         for k in ([0] if mode == "ar" else ks):
             if mode != "ar" and gen0.draft_params is None:
@@ -75,30 +86,17 @@ def engine_rows(session, name, prompt_ids, modes, ks, max_new, ar_tokens):
             engine = dataclasses.replace(gen0.engine, mode=mode, k=k, max_new_tokens=max_new,
                                          draft_cfg=gen0.engine.draft_cfg if mode != "ar" else None)
             gen = Generator(engine, gen0.target_params, gen0.draft_params if mode != "ar" else None)
-            gen.generate(prompt_ids[:1])  # compile (and warm up) outside the timed runs
-            results = gen.generate(prompt_ids)
-            calls = sum(r.target_calls for r in results)
-            tokens = sum(r.num_generated for r in results)
-            accepted = [sum(r.accepted_at[i] for r in results) / max(calls, 1) for i in range(k)]
-            tps = statistics.median(r.tokens_per_second for r in results)
-            if mode == "ar":
-                ar_tokens = [r.token_ids for r in results]
-            same = None if ar_tokens is None else statistics.mean(
-                float(r.token_ids == t) for r, t in zip(results, ar_tokens))
-            rows.append(Row(name, mode, k, tokens / max(calls, 1), accepted, tps, None, len(results), same,
-                            gen.compile_seconds))
-            log(f"  {name:>12} {mode:>5} k={k:<2} {tps:7.1f} tok/s  mean accepted {rows[-1].mean_accepted:.2f}"
-                + ("" if same is None else f"  identical to ar: {same:.0%}"))
-    return rows, ar_tokens
+            gen.generate(prompt_ids[:1])
+            runners.append(Runner(mode, k, lambda ids, gen=gen: gen.generate([ids])[0], gen.compile_seconds))
+    return runners
 
 
-def hf_rows(session, name, prompt_ids, max_new, draft_k):
-    """transformers generate (greedy) and assisted generation with the same draft, on the same prompts."""
-    import numpy as np
+def hf_runners(session, max_new, draft_k, prompt_ids):
+    """transformers `generate` (greedy) and assisted generation with the same draft, warmed up."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from pard_jax.inference import log
+    from pard_jax.generation import Result
     from pard_jax.weights import export_hf
 
     gen = session.generator
@@ -110,24 +108,52 @@ def hf_rows(session, name, prompt_ids, max_new, draft_k):
             export_hf(jax_tree_to_np(gen.draft_params), gen.engine.draft_cfg, os.path.join(tmp, "d"))
             assistant = AutoModelForCausalLM.from_pretrained(os.path.join(tmp, "d"), dtype=torch.float32).eval()
             assistant.generation_config.num_assistant_tokens = draft_k
-    rows = []
+            assistant.generation_config.num_assistant_tokens_schedule = "constant"
     eos = list(gen.engine.eos_ids) or None
-    for label, extra in (("hf_greedy", {}), ("hf_assisted", {"assistant_model": assistant})):
-        if label == "hf_assisted" and assistant is None:
-            continue
-        speeds = []
-        for i, ids in enumerate([prompt_ids[0]] + list(prompt_ids)):  # the first run warms up
+
+    def make(extra):
+        def run(ids):
             x = torch.tensor([ids])
             t0 = time.perf_counter()
             with torch.no_grad():
                 out = target.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new,
                                       do_sample=False, eos_token_id=eos, pad_token_id=eos[0] if eos else 0,
                                       **extra)
-            if i:
-                speeds.append((out.shape[1] - x.shape[1]) / (time.perf_counter() - t0))
-        rows.append(Row(name, label, draft_k if extra else 0, float("nan"), [], float(np.median(speeds)), None,
-                        len(speeds)))
-        log(f"  {name:>12} {label:>11} {rows[-1].tokens_per_second:7.1f} tok/s")
+            return Result(out[0, x.shape[1]:].tolist(), 0, [], time.perf_counter() - t0)
+        run(prompt_ids[0])
+        return run
+
+    runners = [Runner("hf_greedy", 0, make({}))]
+    if assistant is not None:
+        runners.append(Runner("hf_assisted", draft_k, make({"assistant_model": assistant})))
+    return runners
+
+
+def measure(name, runners, prompt_ids) -> list[Row]:
+    """Every prompt through every runner in turn (so that a slow spell of the machine hits all rows alike)."""
+    from pard_jax.inference import log
+
+    for i, ids in enumerate(prompt_ids):
+        for r in runners:
+            r.results.append(r.run(ids))
+        log(f"  {name}: prompt {i + 1}/{len(prompt_ids)}")
+    ar = next((r for r in runners if r.mode == "ar"), None)
+    ar_tokens = [x.token_ids for x in ar.results] if ar else None
+    rows = []
+    for r in runners:
+        tps = statistics.median(x.tokens_per_second for x in r.results)
+        same = None if ar_tokens is None else statistics.mean(
+            float(x.token_ids == t) for x, t in zip(r.results, ar_tokens))
+        if r.mode.startswith("hf"):
+            mean, accepted = None, []
+        else:
+            calls = sum(x.target_calls for x in r.results)
+            mean = sum(x.num_generated for x in r.results) / max(calls, 1)
+            accepted = [sum(x.accepted_at[i] for x in r.results) / max(calls, 1) for i in range(r.k)]
+        rows.append(Row(name, r.mode, r.k, mean, accepted, tps, None, len(r.results), same, r.compile_seconds))
+        log(f"  {name:>12} {r.mode:>11} k={r.k:<2} {tps:7.1f} tok/s"
+            + ("" if mean is None else f"  mean accepted {mean:.2f}")
+            + ("" if same is None else f"  identical to ar: {same:.0%}"))
     return rows
 
 
@@ -146,9 +172,9 @@ def write_markdown(rows, path, meta):
     for r in rows:
         acc = " ".join(f"{a:.2f}" for a in r.accept_rate_by_position)
         same = "" if r.identical_to_ar is None else f"{r.identical_to_ar:.0%}"
-        mean = "" if r.mean_accepted != r.mean_accepted else f"{r.mean_accepted:.2f}"
+        mean = "" if r.mean_accepted is None else f"{r.mean_accepted:.2f}"
         lines.append(f"| {r.prompt_set} | {r.mode} | {r.k or ''} | {r.tokens_per_second:.1f} | "
-                     f"{r.speedup_vs_ar:.2f}x | {mean} | {same} | {acc} |")
+                     f"{'' if r.speedup_vs_ar is None else f'{r.speedup_vs_ar:.2f}x'} | {mean} | {same} | {acc} |")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -163,9 +189,14 @@ def plot(rows, path):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for s in sets:
         for mode, style in (("pard", "-o"), ("sd", "--s")):
-            pts = sorted((r.k, r.speedup_vs_ar) for r in rows if r.prompt_set == s and r.mode == mode)
+            pts = sorted((r.k, r.speedup_vs_ar) for r in rows
+                         if r.prompt_set == s and r.mode == mode and r.speedup_vs_ar is not None)
             if pts:
                 axes[0].plot(*zip(*pts), style, label=f"{mode} ({s})")
+        hf = next((r for r in rows if r.prompt_set == s and r.mode == "hf_greedy" and r.speedup_vs_ar), None)
+        if hf is not None:
+            axes[0].axhline(hf.speedup_vs_ar, ls=":", color=axes[0].lines[-1].get_color() if axes[0].lines else None,
+                            lw=1, label=f"hf_greedy ({s})")
         best = max((r for r in rows if r.prompt_set == s and r.mode == "pard"), default=None,
                    key=lambda r: r.tokens_per_second)
         if best is not None:
@@ -216,12 +247,13 @@ def main(argv=None) -> int:
         for name, prompts in sets.items():
             ids = [encode_prompt(session.tokenizer, p, cfg.chat_template) for p in prompts]
             log(f"prompt set {name}: {len(ids)} prompts")
-            set_rows, _ = engine_rows(session, name, ids, modes, ks, args.max_new_tokens, None)
+            runners = engine_runners(session, modes, ks, args.max_new_tokens, ids)
             if args.hf_baseline:
-                set_rows += hf_rows(session, name, ids, args.max_new_tokens, 8 if 8 in ks else max(ks))
+                runners += hf_runners(session, args.max_new_tokens, 8 if 8 in ks else max(ks), ids)
+            set_rows = measure(name, runners, ids)
             ar = next((r for r in set_rows if r.mode == "ar"), None)
             for r in set_rows:
-                r.speedup_vs_ar = r.tokens_per_second / ar.tokens_per_second if ar else float("nan")
+                r.speedup_vs_ar = r.tokens_per_second / ar.tokens_per_second if ar else None
             rows += set_rows
         meta = {"machine": f"{platform.machine()} {os.cpu_count()} cores, jax {jax.__version__} on "
                            f"{jax.default_backend()}", "max_new_tokens": args.max_new_tokens, "target": cfg.target,

@@ -1,0 +1,54 @@
+"""infer/bench.py end to end on a tiny random model: every mode on the same prompts in one run, the three
+output files, speedups against the ar row, speculative rows identical to ar, and the transformers rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import hf_tiny
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "infer"))
+import bench  # noqa: E402
+
+
+def test_bench_writes_results_table_and_plot(tmp_path, capsys):
+    model_dir = tmp_path / "tiny"
+    hf_tiny.make_tiny("llama-tied", str(model_dir))
+    hf_tiny.make_tiny_tokenizer().save_pretrained(str(model_dir))
+    sets = {}
+    for name, words in (("alpha", ["w5 w6 w7", "w9 w4", "w20 w21 w22 w23"]), ("beta", ["w30 w31", "w40"])):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"data": w}) + "\n" for w in words))
+        sets[name] = str(path)
+    out = tmp_path / "out"
+    rc = bench.main(["--prompts-file", sets["alpha"], "--prompts-file", sets["beta"], "--modes", "ar,sd,pard",
+                     "-k", "2,3", "--max-new-tokens", "6", "--hf-baseline", "--target", str(model_dir),
+                     "--draft", str(model_dir), "--draft-layers", "1", "--mask-token-id", "100", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert {"results.json", "results.md", "speedup.png"} <= set(os.listdir(out))
+    assert (out / "speedup.png").stat().st_size > 10_000
+
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    got = [(r["prompt_set"], r["mode"], r["k"]) for r in rows]
+    for s in ("alpha", "beta"):
+        assert got.count((s, "ar", 0)) == 1
+        for mode in ("sd", "pard"):
+            assert (s, mode, 2) in got and (s, mode, 3) in got
+        assert (s, "hf_greedy", 0) in got and (s, "hf_assisted", 3) in got
+    for r in rows:
+        assert {"prompt_set", "mode", "k", "mean_accepted", "accept_rate_by_position", "tokens_per_second",
+                "speedup_vs_ar", "num_prompts"} <= set(r)
+        assert r["num_prompts"] == (3 if r["prompt_set"] == "alpha" else 2)
+        assert r["tokens_per_second"] > 0
+        ar = next(a for a in rows if a["prompt_set"] == r["prompt_set"] and a["mode"] == "ar")
+        assert abs(r["speedup_vs_ar"] - r["tokens_per_second"] / ar["tokens_per_second"]) < 1e-9
+        if r["mode"] in ("sd", "pard"):
+            assert r["identical_to_ar"] == 1.0  # lossless greedy
+            assert len(r["accept_rate_by_position"]) == r["k"] and 1.0 <= r["mean_accepted"] <= r["k"] + 1
+        if r["mode"] == "hf_greedy":
+            assert r["identical_to_ar"] == 1.0  # transformers' greedy decoding of the same weights
+    table = (out / "results.md").read_text()
+    assert table.count("\n| alpha |") == 7 and "speedup vs ar" in table
