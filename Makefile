@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python infer/generate.py --config configs/infer/default.yaml --prompt "$(DEMO_PROMPT)"
+	$(BIN)/python infer/generate.py --config configs/infer/default.yaml --prompt "$(DEMO_PROMPT)" --compare-ar
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -2,7 +2,7 @@
 
 python infer/generate.py [--config configs/infer/default.yaml] [--target SPEC] [--draft SPEC] [--mode ar|sd|pard]
     [-k K] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--batch-size B]
-    (--prompt TEXT | --prompts-file FILE) [--no-chat-template] [--json]
+    (--prompt TEXT | --prompts-file FILE) [--no-chat-template] [--json] [--compare-ar]
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def parse_args(argv):
     src.add_argument("--prompts-file", help="JSONL with a 'data' or 'prompt' field, or one prompt per line")
     p.add_argument("--no-chat-template", action="store_true", help="feed the prompt text as it is")
     p.add_argument("--json", action="store_true", help="one JSON object per prompt on stdout")
+    p.add_argument("--compare-ar", action="store_true",
+                   help="then decode the same prompts plainly (ar) and report the speedup and whether the text is identical")
     p.add_argument("overrides", nargs="*", help="config overrides key=value")
     return p.parse_args(argv)
 
@@ -84,6 +86,45 @@ class Printer:
         self.shown[index] = text
 
 
+def timed_generate(gen, ids, seed, printer=None):
+    """Results and the wall seconds they took, compilation excluded."""
+    compile_before, t0 = gen.compile_seconds, time.perf_counter()
+    results = gen.generate(ids, seed=seed, on_tokens=printer)
+    return results, time.perf_counter() - t0 - (gen.compile_seconds - compile_before)
+
+
+def summarize(label, results, seconds, compile_seconds, out) -> float:
+    """Print the one-line summary of a run; returns its tokens/s."""
+    total = sum(r.num_generated for r in results)
+    calls = sum(r.target_calls for r in results)
+    speed = total / max(seconds, 1e-9)
+    print(f"[{label}] {len(results)} prompt(s), {total} tokens, {speed:.1f} tokens/s, "
+          f"mean accepted {total / max(calls, 1):.2f} per target call, compile {compile_seconds:.1f}s",
+          file=out, flush=True)
+    return speed
+
+
+def compare_with_ar(gen, ids, cfg, results, speed, out) -> None:
+    """Decode the same prompts with plain decoding (same target and settings), timed alike, and compare."""
+    from pard_jax.generation import Generator
+    from pard_jax.inference import log
+
+    engine = dataclasses.replace(gen.engine, mode="ar", k=0, draft_cfg=None)
+    ar = Generator(engine, gen.target_params, None, batch_size=gen.batch_size, max_cache_len=gen.max_cache_len,
+                   chunk_iterations=gen.chunk_iterations)
+    log("decoding the same prompts plainly (ar) to compare ...")
+    # The same host round trips as the streamed run before it, without printing.
+    ar_results, ar_seconds = timed_generate(ar, ids, cfg.seed, (lambda *_: None) if gen.chunk_iterations else None)
+    ar_speed = summarize("ar", ar_results, ar_seconds, ar.compile_seconds, out)
+    same = sum(r.token_ids == a.token_ids for r, a in zip(results, ar_results))
+    if cfg.temperature == 0:
+        verdict = f"text identical to ar for {same} of {len(ids)} prompt(s)"
+    else:
+        verdict = "sampling: the text follows the same distribution as ar but differs draw by draw"
+    print(f"{cfg.mode} k={cfg.k} is {speed / max(ar_speed, 1e-9):.2f}x the speed of ar "
+          f"({speed:.1f} vs {ar_speed:.1f} tokens/s); {verdict}", file=out, flush=True)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -103,9 +144,7 @@ def main(argv=None) -> int:
             gen.chunk_iterations = cfg.stream_every if stream else 0
             printer = Printer(tok, prompts, stream)
         log(f"generating {len(prompts)} prompt(s), mode {cfg.mode}" + (f", k={cfg.k}" if cfg.mode != "ar" else ""))
-        compile_before, t0 = gen.compile_seconds, time.perf_counter()
-        results = gen.generate(ids, seed=cfg.seed, on_tokens=printer)
-        seconds = time.perf_counter() - t0 - (gen.compile_seconds - compile_before)
+        results, seconds = timed_generate(gen, ids, cfg.seed, printer)
         for prompt, r in zip(prompts, results):
             if args.json:
                 print(json.dumps({
@@ -114,12 +153,11 @@ def main(argv=None) -> int:
                     "token_ids": r.token_ids, "num_generated": r.num_generated, "target_calls": r.target_calls,
                     "mean_accepted": r.mean_accepted, "accept_rate_by_position": r.accept_rate_by_position,
                     "tokens_per_second": r.tokens_per_second}), flush=True)
-        total = sum(r.num_generated for r in results)
-        calls = sum(r.target_calls for r in results)
-        summary = (f"[{cfg.mode}{'' if cfg.mode == 'ar' else f' k={cfg.k}'}] {len(results)} prompt(s), "
-                   f"{total} tokens, {total / max(seconds, 1e-9):.1f} tokens/s, "
-                   f"mean accepted {total / max(calls, 1):.2f} per target call, compile {gen.compile_seconds:.1f}s")
-        print(summary, file=sys.stderr if args.json else sys.stdout, flush=True)
+        out = sys.stderr if args.json else sys.stdout
+        label = f"{cfg.mode}{'' if cfg.mode == 'ar' else f' k={cfg.k}'}"
+        speed = summarize(label, results, seconds, gen.compile_seconds, out)
+        if args.compare_ar and cfg.mode != "ar":
+            compare_with_ar(gen, ids, cfg, results, speed, out)
         return 0
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -25,7 +25,13 @@ from pard_jax.errors import UserError
 from pard_jax.gguf_weights import SMOLLM2_ALIAS  # noqa: F401  (re-exported)
 from pard_jax.model_config import ModelConfig
 
-__all__ = ["SMOLLM2_ALIAS", "LoadedModel", "load_model", "export_hf", "RULES", "hf_to_params", "params_to_hf"]
+# The PARD draft for SmolLM2-135M-Instruct that this repository ships (configs/train/smollm2_pard_draft.yaml).
+SMOLLM2_DRAFT_ALIAS = "smollm2-135m-pard"
+SHIPPED_DRAFTS = {SMOLLM2_DRAFT_ALIAS: os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                    "drafts", SMOLLM2_DRAFT_ALIAS)}
+
+__all__ = ["SMOLLM2_ALIAS", "SMOLLM2_DRAFT_ALIAS", "LoadedModel", "load_model", "export_hf", "RULES", "hf_to_params",
+           "params_to_hf"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -346,7 +352,8 @@ def download_hub(repo_id: str) -> str:
 
 
 def load_model(spec: str, dtype=jnp.float32, num_layers: int | None = None, shared_embed=None) -> LoadedModel:
-    """Load a model from a local HF dir, a .gguf file, the alias "smollm2-135m-instruct", or an HF hub id.
+    """Load a model from a local HF dir, a .gguf file, an HF hub id, the alias "smollm2-135m-instruct", or the
+    alias "smollm2-135m-pard" (the draft shipped in this repository's drafts/ directory).
 
     `num_layers` keeps only the first N decoder layers (a cheap draft: same embed, final norm and lm_head).
     `shared_embed` supplies the embedding table of a compact HF-directory draft that ships without one.
@@ -354,6 +361,11 @@ def load_model(spec: str, dtype=jnp.float32, num_layers: int | None = None, shar
     spec = str(spec)
     if spec == SMOLLM2_ALIAS:
         return load_gguf(gguf_weights.smollm2_gguf_path(), dtype, num_layers, spec=spec)
+    if spec in SHIPPED_DRAFTS:
+        if not os.path.isfile(os.path.join(SHIPPED_DRAFTS[spec], "config.json")):
+            raise UserError(f"the draft {spec!r} is missing from {SHIPPED_DRAFTS[spec]}; restore it from git or "
+                            "rebuild it (docs/training.md)")
+        return load_hf_dir(SHIPPED_DRAFTS[spec], dtype, num_layers, spec=spec, shared_embed=shared_embed)
     path = os.path.expanduser(spec)
     if os.path.exists(path):
         if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
@@ -368,7 +380,7 @@ def load_model(spec: str, dtype=jnp.float32, num_layers: int | None = None, shar
     if _HUB_ID.fullmatch(spec) and not spec.startswith((".", "~")):
         return load_hf_dir(download_hub(spec), dtype, num_layers, spec=spec)
     raise UserError(f"{spec} does not exist; pass an HF model directory, a .gguf file, an HF hub id (org/name) "
-                    f"or the alias {SMOLLM2_ALIAS!r}")
+                    f"or one of the aliases {SMOLLM2_ALIAS!r}, {SMOLLM2_DRAFT_ALIAS!r}")
 
 
 # ----------------------------------------------------------------------------------------------- export

@@ -1,4 +1,5 @@
-"""infer/generate.py: the JSON contract, PARD == AR on the real SmolLM2, and bad input."""
+"""infer/generate.py: the JSON contract, PARD == AR on the real SmolLM2 (with the shipped draft and with the
+target itself as an untrained draft), the demo's comparison with ar, and bad input."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def prompts_file(tmp_path_factory):
 
 def test_json_contract_and_pard_equals_ar_on_smollm2(capsys, prompts_file):
     rc, out, _ = run_cli(capsys, "--prompts-file", prompts_file, "--max-new-tokens", "24", "--json",
-                         "--batch-size", "3")
+                         "--batch-size", "3", "--mode", "ar")
     assert rc == 0
     ar = json_rows(out)
     assert len(ar) == len(PROMPTS)
@@ -63,11 +64,35 @@ def test_json_contract_and_pard_equals_ar_on_smollm2(capsys, prompts_file):
 
 def test_sd_equals_ar_on_smollm2_with_a_truncated_draft(capsys):
     args = ["--prompt", PROMPTS[2], "--max-new-tokens", "20", "--json"]
-    _, out, _ = run_cli(capsys, *args)
+    _, out, _ = run_cli(capsys, *args, "--mode", "ar")
     rc, out_sd, _ = run_cli(capsys, *args, "--mode", "sd", "--draft", "smollm2-135m-instruct",
                             "--draft-layers", "4", "-k", "3")
     assert rc == 0
     assert json_rows(out_sd)[0]["token_ids"] == json_rows(out)[0]["token_ids"]
+
+
+def test_default_config_decodes_with_the_shipped_pard_draft(capsys, prompts_file):
+    """configs/infer/default.yaml: PARD with drafts/smollm2-135m-pard; same tokens as ar, and it accepts."""
+    args = ["--prompts-file", prompts_file, "--max-new-tokens", "48", "--json", "--batch-size", "3"]
+    rc, out, _ = run_cli(capsys, *args)
+    assert rc == 0
+    pard = json_rows(out)
+    _, out, _ = run_cli(capsys, *args, "--mode", "ar")
+    assert [r["token_ids"] for r in pard] == [r["token_ids"] for r in json_rows(out)]
+    assert all(r["mode"] == "pard" for r in pard)
+    # The trained draft is right more often than not at position 1; the untrained 4-layer cut of the
+    # target it started from accepts about 1.05 tokens per call.
+    calls = sum(r["target_calls"] for r in pard)
+    assert sum(r["num_generated"] for r in pard) / calls > 1.3
+    assert sum(r["accept_rate_by_position"][0] * r["target_calls"] for r in pard) / calls > 0.5
+
+
+def test_compare_ar_reports_speedup_and_identical_text(capsys):
+    rc, out, _ = run_cli(capsys, "--prompt", PROMPTS[0], "--max-new-tokens", "16", "--compare-ar")
+    assert rc == 0
+    last = out.strip().splitlines()[-1]
+    assert "x the speed of ar" in last and "text identical to ar for 1 of 1 prompt(s)" in last, out
+    assert "[pard k=" in out and "[ar]" in out and "mean accepted" in out
 
 
 def write(path, text):
