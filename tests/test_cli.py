@@ -92,7 +92,7 @@ def test_compare_ar_reports_speedup_and_identical_text(capsys):
     assert rc == 0
     last = out.strip().splitlines()[-1]
     assert "x the speed of ar" in last and "text identical to ar for 1 of 1 prompt(s)" in last, out
-    assert "[pard k=" in out and "[ar]" in out and "mean accepted" in out
+    assert "[pard k=4, best warm run]" in out and "[ar, best warm run]" in out and "mean accepted" in out
 
 
 def write(path, text):
