@@ -75,17 +75,13 @@ class Runner:
 
 def engine_runners(session, modes, ks, max_new, prompt_ids):
     """Our decoders, compiled and warmed up on the first prompt (outside the timed runs)."""
-    from pard_jax.generation import Generator
-
     gen0 = session.generator
     runners = []
     for mode in modes:
         for k in ([0] if mode == "ar" else ks):
             if mode != "ar" and gen0.draft_params is None:
                 continue
-            engine = dataclasses.replace(gen0.engine, mode=mode, k=k, max_new_tokens=max_new,
-                                         draft_cfg=gen0.engine.draft_cfg if mode != "ar" else None)
-            gen = Generator(engine, gen0.target_params, gen0.draft_params if mode != "ar" else None)
+            gen = gen0.with_mode(mode, k, max_new_tokens=max_new)
             gen.generate(prompt_ids[:1])
             runners.append(Runner(mode, k, lambda ids, gen=gen: gen.generate([ids])[0], gen.compile_seconds))
     return runners

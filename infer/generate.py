@@ -112,12 +112,9 @@ def compare_with_ar(gen, ids, cfg, results, out, repeats: int = 2) -> None:
     least disturbed by anything else on the machine). Silent runs make the same host round trips as a
     streamed one.
     """
-    from pard_jax.generation import Generator
     from pard_jax.inference import log
 
-    engine = dataclasses.replace(gen.engine, mode="ar", k=0, draft_cfg=None)
-    ar = Generator(engine, gen.target_params, None, batch_size=gen.batch_size, max_cache_len=gen.max_cache_len,
-                   chunk_iterations=gen.chunk_iterations)
+    ar = gen.with_mode("ar")
     silent = (lambda *_: None) if gen.chunk_iterations else None
     log(f"timing {cfg.mode} and ar on the same prompt(s), best of {repeats} warm runs each ...")
     ar_results, _ = timed_generate(ar, ids, cfg.seed, silent)  # compiles and warms up ar

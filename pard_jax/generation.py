@@ -74,6 +74,14 @@ class Generator:
     chunk_iterations: int = 0  # iterations between host reads; 0 = run each batch to the end in one call
     compile_seconds: float = 0.0
 
+    def with_mode(self, mode: str, k: int = 0, **engine_changes) -> "Generator":
+        """A generator for another decoding mode (and k) over the same models, batching and streaming."""
+        engine = dataclasses.replace(self.engine, mode=mode, k=k if mode != "ar" else 0,
+                                     draft_cfg=self.engine.draft_cfg if mode != "ar" else None, **engine_changes)
+        return Generator(engine, self.target_params, self.draft_params if mode != "ar" else None,
+                         batch_size=self.batch_size, max_cache_len=self.max_cache_len,
+                         chunk_iterations=self.chunk_iterations)
+
     def check_prompt(self, n_tokens: int) -> None:
         cap = self.engine.capacity(bucket(n_tokens, MIN_PROMPT_BUCKET))
         if cap > self.max_cache_len:

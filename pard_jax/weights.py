@@ -27,8 +27,8 @@ from pard_jax.model_config import ModelConfig
 
 # The PARD draft for SmolLM2-135M-Instruct that this repository ships (configs/train/smollm2_pard_draft.yaml).
 SMOLLM2_DRAFT_ALIAS = "smollm2-135m-pard"
-SHIPPED_DRAFTS = {SMOLLM2_DRAFT_ALIAS: os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                                    "drafts", SMOLLM2_DRAFT_ALIAS)}
+SMOLLM2_DRAFT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "drafts",
+                                 SMOLLM2_DRAFT_ALIAS)
 
 __all__ = ["SMOLLM2_ALIAS", "SMOLLM2_DRAFT_ALIAS", "LoadedModel", "load_model", "export_hf", "RULES", "hf_to_params",
            "params_to_hf"]
@@ -361,11 +361,11 @@ def load_model(spec: str, dtype=jnp.float32, num_layers: int | None = None, shar
     spec = str(spec)
     if spec == SMOLLM2_ALIAS:
         return load_gguf(gguf_weights.smollm2_gguf_path(), dtype, num_layers, spec=spec)
-    if spec in SHIPPED_DRAFTS:
-        if not os.path.isfile(os.path.join(SHIPPED_DRAFTS[spec], "config.json")):
-            raise UserError(f"the draft {spec!r} is missing from {SHIPPED_DRAFTS[spec]}; restore it from git or "
-                            "rebuild it (docs/training.md)")
-        return load_hf_dir(SHIPPED_DRAFTS[spec], dtype, num_layers, spec=spec, shared_embed=shared_embed)
+    if spec == SMOLLM2_DRAFT_ALIAS:
+        if not os.path.isfile(os.path.join(SMOLLM2_DRAFT_DIR, "config.json")):
+            raise UserError(f"the draft {spec!r} is missing from {SMOLLM2_DRAFT_DIR}; restore it from git or "
+                            "rebuild it (README: The shipped draft)")
+        return load_hf_dir(SMOLLM2_DRAFT_DIR, dtype, num_layers, spec=spec, shared_embed=shared_embed)
     path = os.path.expanduser(spec)
     if os.path.exists(path):
         if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):

@@ -36,9 +36,12 @@ def export(run_dir: str, out_dir: str, step: int | None = None, compact: bool = 
         step = ckpt.latest_step()
     elif step not in steps:
         raise UserError(f"{run_dir!r} has no checkpoint for step {step}; available: {', '.join(map(str, steps))}")
-    if compact:
-        check_embed_frozen(run_dir)
     meta = ckpt.read_meta(step)
+    if compact and "embed" not in meta.get("frozen", []):
+        # A compact draft takes its target's table at load time: right only if training never moved it.
+        raise UserError(f"--compact drops the embedding table, but step {step} of {run_dir!r} was not trained with "
+                        "model.freeze=[embed], so its table may differ from the target's; export the full form, or "
+                        "train with model.freeze=[embed]")
     cfg = ModelConfig.from_hf_dict(meta["model"])
     params = ckpt.restore_params(step, jax.eval_shape(lambda: init_params(cfg, jax.random.key(0))))
     ckpt.close()
@@ -49,22 +52,6 @@ def export(run_dir: str, out_dir: str, step: int | None = None, compact: bool = 
         tokenizer = load_tokenizer(meta["tokenizer_source"])
     export_hf(params, cfg, out_dir, tokenizer=tokenizer, compact=compact)
     return step
-
-
-def check_embed_frozen(run_dir: str) -> None:
-    """A compact draft takes its target's embedding table at load time: right only if training never moved it."""
-    import yaml
-
-    path = os.path.join(run_dir, "config.yaml")
-    try:
-        with open(path) as f:
-            frozen = (yaml.safe_load(f).get("model") or {}).get("freeze") or []
-    except OSError:
-        frozen = []
-    if "embed" not in frozen:
-        raise UserError(f"--compact drops the embedding table, but {path} does not show model.freeze=[embed], so the "
-                        "trained table may differ from the target's; export the full form, or train with "
-                        "model.freeze=[embed]")
 
 
 def main(argv=None) -> int:

@@ -167,7 +167,7 @@ def global_batch(s: Setup, local: dict[str, np.ndarray]) -> dict[str, jax.Array]
 
 def checkpoint_meta(s: Setup) -> dict:
     return {"model": s.model.cfg.to_hf_dict(), "tokenizer_source": s.model.tokenizer_source,
-            "pard": dataclasses.asdict(s.cfg.pard)}
+            "pard": dataclasses.asdict(s.cfg.pard), "frozen": list(s.cfg.model.freeze)}
 
 
 def _trim_metrics(path: str, last_step: int) -> None:
