@@ -1,3 +1,10 @@
 """pard-jax: PARD (parallel draft) speculative decoding in JAX/Flax."""
 
+import importlib.resources
+
 __version__ = "0.1.0"
+
+
+def asset_path(*parts: str) -> str:
+    """The path of package data under pard_jax/assets/ (the default inference config, the shipped draft)."""
+    return str(importlib.resources.files(__name__).joinpath("assets", *parts))

@@ -1,16 +1,21 @@
-"""The decoder's typed configuration, built from an HF `config.json`."""
+"""The decoder's typed configuration, read from and written as an HF `config.json` mapping.
+
+`ModelConfig.from_hf_dict(cfg.to_hf_dict()) == cfg` for every config: that dict is the one serialised form
+(exported directories, checkpoint metadata, the GGUF params cache).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from typing import Any
 
 from pard_jax.errors import UserError
 
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
 _MODEL_TYPES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+# Layout switches that HF config.json keys cannot always express (e.g. a Llama GGUF with q/k/v biases but no
+# o bias). `to_hf_dict` writes them under these names only when the standard keys would imply other values.
+_EXPLICIT = ("qkv_bias", "o_bias", "mlp_bias", "qk_norm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +81,8 @@ class ModelConfig:
         theta = d.get("rope_theta") or (rope or {}).get("rope_theta") or 10000.0
         eos = d.get("eos_token_id")
         eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
-        is_qwen2 = arch == "Qwen2ForCausalLM"
+        implied = _implied_layout(arch, d)
+        explicit = {k: bool(d[k]) for k in _EXPLICIT if k in d}
         return cls(
             architecture=arch,
             vocab_size=d["vocab_size"],
@@ -90,20 +96,12 @@ class ModelConfig:
             rope_theta=float(theta),
             rope_scaling=scaling,
             tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
-            qkv_bias=is_qwen2 or bool(d.get("attention_bias", False)),
-            o_bias=bool(d.get("attention_bias", False)),
-            mlp_bias=bool(d.get("mlp_bias", False)),
-            qk_norm=arch == "Qwen3ForCausalLM",
             max_position_embeddings=int(d.get("max_position_embeddings", 4096)),
             bos_token_id=d.get("bos_token_id"),
             eos_token_ids=eos_ids,
             pard_token=d.get("pard_token"),
+            **{**implied, **explicit},
         )
-
-    @classmethod
-    def from_json_file(cls, path: str | os.PathLike) -> "ModelConfig":
-        with open(path) as f:
-            return cls.from_hf_dict(json.load(f))
 
     def to_hf_dict(self) -> dict[str, Any]:
         """The HF config.json that transformers loads for these weights."""
@@ -136,6 +134,10 @@ class ModelConfig:
         if self.pard_token is not None:
             d["pard_token"] = self.pard_token
             d["spd_type"] = "pard"
+        implied = _implied_layout(self.architecture, d)
+        for k in _EXPLICIT:
+            if getattr(self, k) != implied[k]:
+                d[k] = getattr(self, k)
         return d
 
     def truncated(self, num_layers: int) -> "ModelConfig":
@@ -144,3 +146,10 @@ class ModelConfig:
             raise UserError(f"cannot keep {num_layers} layers of a {self.num_layers}-layer model; "
                             f"choose 1..{self.num_layers}")
         return dataclasses.replace(self, num_layers=num_layers)
+
+
+def _implied_layout(arch: str, d: dict[str, Any]) -> dict[str, bool]:
+    """The bias and q/k-norm switches that an HF config of `arch` implies through its standard keys."""
+    attention_bias = bool(d.get("attention_bias", False))
+    return {"qkv_bias": arch == "Qwen2ForCausalLM" or attention_bias, "o_bias": attention_bias,
+            "mlp_bias": bool(d.get("mlp_bias", False)), "qk_norm": arch == "Qwen3ForCausalLM"}

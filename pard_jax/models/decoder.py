@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pard_jax import masks
-from pard_jax.cache import KVCache, write
-from pard_jax.model_config import ModelConfig
+from pard_jax.models import masks
+from pard_jax.models.cache import KVCache, write
+from pard_jax.models.config import ModelConfig
 
 Dtype = Any
 _init = nn.initializers.normal(stddev=0.02)
@@ -224,7 +224,7 @@ def forward_cached(params, cfg: ModelConfig, tokens, cache: KVCache, start, *, d
     """Run T new tokens of each row at positions start[b] .. start[b]+T-1 against the cache.
 
     Each row sees its cache entries before `start[b]` and, causally, this call's tokens. The call's
-    keys/values are written at those positions; `cache.lengths` is unchanged (the caller commits).
+    keys/values are written at those positions (see `models.cache` for how that rolls back rejected tokens).
     Returns logits [B, T, V] (or [B, N, V] with `logits_at` [B, N]) and the new cache.
     """
     B, T = tokens.shape

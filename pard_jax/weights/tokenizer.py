@@ -1,15 +1,18 @@
-"""Tokenizers: transformers tokenizers from an HF directory, a hub id or a GGUF file, and chat prompts.
+"""Tokenizers: transformers tokenizers from an HF directory, a hub id or a GGUF file; chat prompts; the
+dependency-free byte tokenizer of the tiny training configs; and the one check of a PARD mask token id.
 
 A GGUF file's tokenizer is converted by transformers once (seconds) and cached with `save_pretrained` next
-to the file's cached params (see `pard_jax.gguf_weights.gguf_cache_dir`).
+to the file's cached params (see `pard_jax.weights.store.gguf_cache_dir`).
 """
 
 from __future__ import annotations
 
 import os
+from typing import Iterable
 
-from pard_jax import gguf_weights
 from pard_jax.errors import UserError
+from pard_jax.weights import store
+from pard_jax.weights.sources import SMOLLM2_ALIAS, smollm2_gguf_path
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
@@ -32,22 +35,22 @@ def _from_pretrained(*args, what: str, fast_only: bool = False, **kwargs):
 
 
 def _gguf_tokenizer(path: str):
-    cached = gguf_weights.gguf_cache_dir(path) / "tokenizer"
+    cached = store.gguf_cache_dir(path) / "tokenizer"
     if (cached / "tokenizer_config.json").is_file():
         try:
             return _from_pretrained(str(cached), what=str(cached), fast_only=True)
         except UserError:
             pass  # a damaged cache entry: convert again
     tok = _from_pretrained(os.path.dirname(os.path.abspath(path)), gguf_file=os.path.basename(path), what=path)
-    gguf_weights.atomic_write_dir(cached, lambda tmp: tok.save_pretrained(str(tmp)))
+    store.atomic_write_dir(cached, lambda tmp: tok.save_pretrained(str(tmp)))
     return tok
 
 
 def load_tokenizer(source: str):
     """A transformers tokenizer from an HF dir, a .gguf file, the SmolLM2 alias, or an HF hub id."""
     source = str(source)
-    if source == gguf_weights.SMOLLM2_ALIAS:
-        return _gguf_tokenizer(gguf_weights.smollm2_gguf_path())
+    if source == SMOLLM2_ALIAS:
+        return _gguf_tokenizer(smollm2_gguf_path())
     path = os.path.expanduser(source)
     if os.path.isfile(path) and path.lower().endswith(".gguf"):
         return _gguf_tokenizer(path)
@@ -71,3 +74,56 @@ def encode_prompt(tokenizer, text: str, chat_template: bool = True) -> list[int]
                                                  add_generation_prompt=True)
         return list(tokenizer(rendered, add_special_tokens=False)["input_ids"])
     return list(tokenizer(text)["input_ids"])
+
+
+class ByteTokenizer:
+    """A dependency-free tokenizer for tiny test models: UTF-8 bytes plus a few special ids.
+
+    0 pad, 1 bos, 2 eos (ends each assistant turn and each text), 3 user, 4 assistant, 5 a free id
+    meant as the PARD mask token, 6-7 reserved; byte b is id 8 + b. Vocabulary: 264.
+    """
+
+    pad_token_id, bos_token_id, eos_token_id, user_id, assistant_id, mask_id = 0, 1, 2, 3, 4, 5
+    offset = 8
+    vocab_size = 264
+
+    def encode(self, text: str) -> list[int]:
+        return [self.offset + b for b in text.encode("utf-8")]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return bytes(i - self.offset for i in ids if i >= self.offset).decode("utf-8", errors="replace")
+
+    def chat_pieces(self, turns: list[tuple[str, str]]) -> list[tuple[list[int], bool]]:
+        pieces = [([self.bos_token_id], False)]
+        for human, assistant in turns:
+            pieces.append(([self.user_id] + self.encode(human) + [self.assistant_id], False))
+            pieces.append((self.encode(assistant) + [self.eos_token_id], True))
+        return pieces
+
+    def text_ids(self, text: str) -> list[int]:
+        return [self.bos_token_id] + self.encode(text) + [self.eos_token_id]
+
+
+def text_token_ids(tokenizer) -> set[int]:
+    """Ids that text uses: the chat template's, BOS and EOS (and, for the byte tokenizer, every byte)."""
+    if isinstance(tokenizer, ByteTokenizer):
+        return {tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.user_id,
+                tokenizer.assistant_id, *range(tokenizer.offset, tokenizer.vocab_size)}
+    ids = set(encode_prompt(tokenizer, "hi", True))
+    return ids | {i for i in (tokenizer.bos_token_id, tokenizer.eos_token_id) if i is not None}
+
+
+def check_mask_token(mask_id: int, vocab: int, tokenizer, eos_ids: Iterable[int] = (), *,
+                     name: str = "mask token id") -> int:
+    """`mask_id` if it can serve as PARD's mask token: inside the vocabulary and never produced by text, the
+    chat template or EOS (training and decoding must both be able to tell mask tokens from real ones).
+
+    `name` is how the error sentence calls the setting (e.g. "pard.mask_token_id" in a training config).
+    """
+    if not 0 <= mask_id < vocab:
+        raise UserError(f"{name} {mask_id} is outside the vocabulary (0..{vocab - 1}); "
+                        "choose a reserved token id of the model (the one the draft was trained with)")
+    if mask_id in text_token_ids(tokenizer) | set(eos_ids):
+        raise UserError(f"{name} {mask_id} is a token that the text, the chat template or EOS uses; "
+                        "choose a reserved id that never occurs in text (the one the draft was trained with)")
+    return mask_id

