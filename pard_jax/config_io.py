@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import types
 import typing
@@ -72,6 +73,23 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 raise UserError(f"override {item!r}: {p!r} is not a section")
         node[parts[-1]] = yaml.safe_load(raw)
     return data
+
+
+def overrides_from_args(args: Any, cls: type) -> list[str]:
+    """`key=value` overrides from parsed command-line arguments, for a `load_config(cls, ...)` call.
+
+    The positional `overrides` come first; then every top-level field of `cls` that has a same-named argument
+    with a value (not None); then `no_<field>` switches that are set, as `<field>=false`.
+    """
+    out = list(getattr(args, "overrides", None) or [])
+    for field in dataclasses.fields(cls):
+        value = getattr(args, field.name, None)
+        if value is not None:
+            out.append(f"{field.name}={json.dumps(value)}")
+    for field in dataclasses.fields(cls):
+        if getattr(args, f"no_{field.name}", False):
+            out.append(f"{field.name}=false")
+    return out
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:

@@ -1,13 +1,14 @@
 """The host side of generation: batching, length buckets, compilation, streaming and statistics.
 
-Everything per token happens on device in `pard_jax.decoding`; this module only chops prompts into
-batches, pads them to static shapes, compiles one program per (batch bucket, prompt bucket, engine) and
-reads results back once per chunk of iterations.
+Everything per token happens on device in `speculative.loop`; this module only chops prompts into
+batches, pads them to static shapes, compiles one program pair per (loop, batch bucket, prompt bucket,
+parameter shapes) and reads results back once per chunk of iterations.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Callable, Sequence
 
@@ -15,19 +16,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pard_jax.decoding import Engine, run_jit, start_jit
 from pard_jax.errors import UserError
+from pard_jax.speculative.loop import DecodeLoop, Mode, run_jit, start_jit
 
 MIN_PROMPT_BUCKET = 32
 
-# Compiled (start, run) programs, shared by every Generator: keyed by the engine, the batch and prompt
-# buckets, and the shapes of the parameters.
-_PROGRAMS: dict = {}
 
-
-def _shapes(tree) -> tuple:
+def shape_signature(tree) -> tuple:
+    """A hashable description of a params tree: its structure and each leaf's shape and dtype."""
     leaves, treedef = jax.tree.flatten(tree)
-    return treedef, tuple((leaf.shape, str(leaf.dtype)) for leaf in leaves)
+    return treedef, tuple((tuple(leaf.shape), np.dtype(leaf.dtype)) for leaf in leaves)
+
+
+def _abstract(signature: tuple):
+    treedef, leaves = signature
+    return jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in leaves])
+
+
+@functools.lru_cache(maxsize=32)
+def compiled_programs(loop: DecodeLoop, batch: int, prompt_len: int, target_signature: tuple,
+                      draft_signature: tuple):
+    """The (start, run) programs for one loop, batch bucket, prompt bucket and parameter shapes, compiled ahead
+    of time. Shared by every Generator (e.g. those `Generator.with_mode` makes); the 32 most recent are kept."""
+    tp, dp = _abstract(target_signature), _abstract(draft_signature)
+    args = (jax.ShapeDtypeStruct((batch, prompt_len), jnp.int32), jax.ShapeDtypeStruct((batch,), jnp.int32),
+            jax.ShapeDtypeStruct((batch,), bool), jax.random.key(0))
+    start = start_jit.lower(loop, tp, dp, *args).compile()
+    state = jax.eval_shape(functools.partial(start_jit, loop), tp, dp, *args)
+    run = run_jit.lower(loop, tp, dp, state, jax.ShapeDtypeStruct((), jnp.int32)).compile()
+    return start, run
 
 
 def bucket(n: int, minimum: int = 1) -> int:
@@ -66,7 +83,9 @@ OnTokens = Callable[[int, list[int], bool], None]
 
 @dataclasses.dataclass
 class Generator:
-    engine: Engine
+    """Generates for batches of prompts with one DecodeLoop; parameters are placed on the device once."""
+
+    loop: DecodeLoop
     target_params: dict
     draft_params: dict | None = None
     batch_size: int = 1
@@ -74,36 +93,36 @@ class Generator:
     chunk_iterations: int = 0  # iterations between host reads; 0 = run each batch to the end in one call
     compile_seconds: float = 0.0
 
-    def with_mode(self, mode: str, k: int = 0, **engine_changes) -> "Generator":
+    def __post_init__(self):
+        self.target_params = jax.device_put(self.target_params)
+        self.draft_params = None if self.draft_params is None else jax.device_put(self.draft_params)
+
+    def with_mode(self, mode: Mode | str, k: int = 0, **loop_changes) -> "Generator":
         """A generator for another decoding mode (and k) over the same models, batching and streaming."""
-        engine = dataclasses.replace(self.engine, mode=mode, k=k if mode != "ar" else 0,
-                                     draft_cfg=self.engine.draft_cfg if mode != "ar" else None, **engine_changes)
-        return Generator(engine, self.target_params, self.draft_params if mode != "ar" else None,
+        mode = Mode.parse(mode)
+        loop = dataclasses.replace(self.loop, mode=mode, k=k if mode.uses_draft else 0,
+                                   draft_cfg=self.loop.draft_cfg if mode.uses_draft else None, **loop_changes)
+        return Generator(loop, self.target_params, self.draft_params if mode.uses_draft else None,
                          batch_size=self.batch_size, max_cache_len=self.max_cache_len,
                          chunk_iterations=self.chunk_iterations)
 
     def check_prompt(self, n_tokens: int) -> None:
-        cap = self.engine.capacity(bucket(n_tokens, MIN_PROMPT_BUCKET))
+        cap = self.loop.capacity(bucket(n_tokens, MIN_PROMPT_BUCKET))
         if cap > self.max_cache_len:
             raise UserError(
-                f"a prompt of {n_tokens} tokens plus {self.engine.max_new_tokens} new tokens needs a cache of "
+                f"a prompt of {n_tokens} tokens plus {self.loop.max_new_tokens} new tokens needs a cache of "
                 f"{cap} entries but the capacity is {self.max_cache_len}; shorten the prompt, lower "
                 "--max-new-tokens, or raise max_cache_len in the config")
 
     def _programs(self, B: int, P: int):
-        """The compiled (start, run) pair for one (batch bucket, prompt bucket); compiled once, ahead of time."""
-        key = (self.engine, B, P, _shapes(self.target_params), _shapes(self.draft_params))
-        if key not in _PROGRAMS:
-            t0 = time.perf_counter()
-            e, tp, dp = self.engine, self.target_params, self.draft_params
-            args = (jax.ShapeDtypeStruct((B, P), jnp.int32), jax.ShapeDtypeStruct((B,), jnp.int32),
-                    jax.ShapeDtypeStruct((B,), bool), jax.random.key(0))
-            start = start_jit.lower(e, tp, dp, *args).compile()
-            state = jax.eval_shape(lambda *a: start_jit(e, tp, dp, *a), *args)
-            run = run_jit.lower(e, tp, dp, state, jax.ShapeDtypeStruct((), jnp.int32)).compile()
-            _PROGRAMS[key] = (start, run)
+        """The compiled (start, run) pair for one (batch bucket, prompt bucket); compile time is counted here."""
+        misses = compiled_programs.cache_info().misses
+        t0 = time.perf_counter()
+        programs = compiled_programs(self.loop, B, P, shape_signature(self.target_params),
+                                     shape_signature(self.draft_params))
+        if compiled_programs.cache_info().misses > misses:
             self.compile_seconds += time.perf_counter() - t0
-        return _PROGRAMS[key]
+        return programs
 
     def generate(self, prompts: Sequence[Sequence[int]], seed: int = 0, on_tokens: OnTokens | None = None
                  ) -> list[Result]:
@@ -136,7 +155,7 @@ class Generator:
         state = start(self.target_params, self.draft_params, tokens, lengths, done, key)
         reported = np.zeros((B,), np.int64)
         closed = np.zeros((B,), bool)
-        iterations = self.chunk_iterations or self.engine.max_new_tokens + 1
+        iterations = self.chunk_iterations or self.loop.max_new_tokens + 1
         while True:
             state = run(self.target_params, self.draft_params, state, np.int32(iterations))
             finished = bool(jnp.all(state.done))
@@ -152,6 +171,6 @@ class Generator:
                 break
         seq, last, calls, accepted = jax.device_get((state.seq, state.last, state.target_calls, state.accepted_at))
         seconds = time.perf_counter() - t0
-        k = self.engine.draft_len
+        k = self.loop.draft_len
         return [Result(token_ids=seq[i, lengths[i]:last[i] + 1].tolist(), target_calls=int(calls[i]),
                        accepted_at=accepted[i, :k].tolist(), seconds=seconds) for i in range(rows)]

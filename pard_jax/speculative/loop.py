@@ -1,4 +1,4 @@
-"""The generation loop on device: (draft ->) verify -> accept -> commit inside `lax.while_loop`.
+"""The generation loop on device: draft -> verify -> accept -> commit (`speculative.steps`) in `lax.while_loop`.
 
 Plain autoregressive decoding is the same loop with k = 0 draft tokens: the target verifies only the last
 committed token and the acceptance rule picks the next one. The host sees the state once per chunk of
@@ -10,27 +10,43 @@ the newest committed token, whose keys/values are not yet in the caches (every i
 
 from __future__ import annotations
 
-import collections
 import dataclasses
+import enum
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from pard_jax import acceptance, drafting, model
-from pard_jax.cache import KVCache, init_cache
-from pard_jax.model_config import ModelConfig
-from pard_jax.sampling import SamplingParams, probabilities
+from pard_jax.errors import UserError
+from pard_jax.models import decoder
+from pard_jax.models.cache import KVCache, init_cache
+from pard_jax.models.config import ModelConfig
+from pard_jax.speculative import steps
+from pard_jax.speculative.sampling import SamplingParams, probabilities
 
-MODES = ("ar", "sd", "pard")
 
-# How many times each jitted program was traced (= compiled). Tests assert on it.
-TRACE_COUNTS: collections.Counter = collections.Counter()
+class Mode(enum.StrEnum):
+    """How drafts are made. A str: "ar", "sd" and "pard" in configs and on the command line are these values."""
+
+    AR = "ar"  # no draft: plain autoregressive decoding
+    SD = "sd"  # vanilla speculative decoding: k autoregressive draft steps per iteration
+    PARD = "pard"  # PARD: k draft tokens from one draft pass over k-1 mask tokens
+
+    @property
+    def uses_draft(self) -> bool:
+        return self is not Mode.AR
+
+    @classmethod
+    def parse(cls, value: str) -> "Mode":
+        try:
+            return cls(value)
+        except ValueError:
+            raise UserError(f"unknown mode {value!r}; choose one of {', '.join(m.value for m in cls)}") from None
 
 
 @struct.dataclass
-class State:
+class LoopState:
     seq: jax.Array  # [B, C] int32: prompt then generated tokens
     prompt_len: jax.Array  # [B]
     last: jax.Array  # [B] position of the newest committed token
@@ -48,11 +64,11 @@ class State:
 
 
 @dataclasses.dataclass(frozen=True)
-class Engine:
+class DecodeLoop:
     """Everything static about a generation program (hashable: jitted with `self` static)."""
 
     target_cfg: ModelConfig
-    mode: str = "ar"
+    mode: Mode = Mode.AR
     k: int = 0
     draft_cfg: ModelConfig | None = None
     mask_id: int = 0
@@ -61,101 +77,67 @@ class Engine:
     eos_ids: tuple[int, ...] = ()
     dtype: Any = jnp.float32
 
+    def __post_init__(self):
+        object.__setattr__(self, "mode", Mode.parse(self.mode))
+
     @property
     def draft_len(self) -> int:
-        return 0 if self.mode == "ar" else self.k
+        return self.k if self.mode.uses_draft else 0
 
     def capacity(self, prompt_bucket: int) -> int:
         """Cache/sequence length: prompt, new tokens, and the widest write past `last` (2k), rounded up."""
         need = prompt_bucket + self.max_new_tokens + 2 * self.draft_len + 2
         return -(-need // 64) * 64
 
-    # ---- one iteration -------------------------------------------------------------------------------
-    def _propose(self, draft_params, state: State, key):
-        B = state.seq.shape[0]
-        vocab = self.target_cfg.vocab_size
-        if self.mode == "ar":
-            return jnp.zeros((B, 0), jnp.int32), jnp.zeros((B, 0, vocab), jnp.float32), state.draft_cache
-        kw = dict(k=self.k, vocab=vocab, sp=self.sampling, key=key, dtype=self.dtype)
-        if self.mode == "pard":
-            d = drafting.pard_draft(draft_params, self.draft_cfg, state.draft_cache, state.seq, state.last,
-                                    mask_id=self.mask_id, **kw)
-        else:
-            d = drafting.ar_draft(draft_params, self.draft_cfg, state.draft_cache, state.seq, state.last, **kw)
-        return d.tokens, d.probs, d.cache
-
-    def _iterate(self, target_params, draft_params, state: State) -> State:
+    def _iterate(self, target_params, draft_params, state: LoopState) -> LoopState:
+        """One iteration: draft -> verify -> accept -> commit."""
         key, k_draft, k_accept = jax.random.split(state.key, 3)
-        draft, q, draft_cache = self._propose(draft_params, state, k_draft)
-        last_token = jnp.take_along_axis(state.seq, state.last[:, None], axis=1)
-        verify_in = jnp.concatenate([last_token, draft], axis=1)  # [B, k+1]
-        logits, target_cache = model.forward_cached(target_params, self.target_cfg, verify_in,
-                                                    state.target_cache, state.last, dtype=self.dtype)
+        d = steps.draft(draft_params, self.draft_cfg, state.draft_cache, state.seq, state.last, k=self.draft_len,
+                        parallel=self.mode is Mode.PARD, mask_id=self.mask_id, vocab=self.target_cfg.vocab_size,
+                        sp=self.sampling, key=k_draft, dtype=self.dtype)
+        logits, target_cache = steps.verify(target_params, self.target_cfg, state.seq, state.last, d.tokens,
+                                            state.target_cache, dtype=self.dtype)
         if self.sampling.greedy:
-            n, nxt = acceptance.accept_greedy(draft, logits)
+            n, nxt = steps.accept_greedy(d.tokens, logits)
         else:
-            n, nxt = acceptance.accept_sampling(k_accept, draft, q, probabilities(logits, self.sampling))
-        return self._commit(state, draft, n, nxt, target_cache, draft_cache, key)
-
-    def _commit(self, state: State, draft, n, nxt, target_cache, draft_cache, key) -> State:
-        """Append draft[:n] + [nxt] to each active row, cut at the first EOS and at max_new_tokens."""
-        B, k = draft.shape
-        idx = jnp.arange(k + 1, dtype=jnp.int32)[None, :]
-        candidates = jnp.concatenate([draft, jnp.zeros((B, 1), jnp.int32)], axis=1)
-        new = jnp.where(idx < n[:, None], candidates, nxt[:, None])  # entries past n are never read
-        count = jnp.minimum(n + 1, self.max_new_tokens - state.num_generated)
-        if self.eos_ids:
-            is_eos = jnp.isin(new, jnp.asarray(self.eos_ids)) & (idx < count[:, None])
-            hit = jnp.any(is_eos, axis=1)
-            count = jnp.where(hit, jnp.argmax(is_eos, axis=1) + 1, count)
-        else:
-            hit = jnp.zeros((B,), bool)
-        active = ~state.done
-        count = jnp.where(active, count, 0)
-        seq = jax.vmap(lambda r, t, s: jax.lax.dynamic_update_slice(r, t, (s,)))(state.seq, new, state.last + 1)
-        last = state.last + count
-        generated = last + 1 - state.prompt_len
-        done = state.done | (active & (hit | (generated >= self.max_new_tokens)))
-        accepted = (idx[:, :k] < n[:, None]) & active[:, None]
-        accepted_at = state.accepted_at.at[:, :k].add(accepted.astype(jnp.int32))
+            n, nxt = steps.accept_sampling(k_accept, d.tokens, d.probs, probabilities(logits, self.sampling))
+        c = steps.commit(state.seq, state.prompt_len, state.last, state.done, d.tokens, n, nxt,
+                         max_new_tokens=self.max_new_tokens, eos_ids=self.eos_ids)
+        k = d.tokens.shape[1]
         return state.replace(
-            seq=seq, last=last, done=done, key=key,
-            target_cache=target_cache.replace(lengths=last),
-            draft_cache=draft_cache,
-            target_calls=state.target_calls + active.astype(jnp.int32),
-            accepted_at=accepted_at, iteration=state.iteration + 1)
+            seq=c.seq, last=c.last, done=c.done, key=key, target_cache=target_cache, draft_cache=d.cache,
+            target_calls=state.target_calls + (~state.done).astype(jnp.int32),
+            accepted_at=state.accepted_at.at[:, :k].add(c.accepted.astype(jnp.int32)),
+            iteration=state.iteration + 1)
 
-    # ---- jitted programs --------------------------------------------------------------------------
+    # ---- jitted programs (`start_jit`, `run_jit`) -------------------------------------------------------
     def start(self, target_params, draft_params, prompts: jax.Array, prompt_len: jax.Array, done: jax.Array,
-              key: jax.Array) -> State:
-        """prompts [B, P] right-padded, prompt_len [B] >= 1 -> the initial State (caches prefilled)."""
-        TRACE_COUNTS["start"] += 1
+              key: jax.Array) -> LoopState:
+        """prompts [B, P] right-padded, prompt_len [B] >= 1 -> the initial LoopState (caches prefilled)."""
         B, P = prompts.shape
         C = self.capacity(P)
         seq = jnp.zeros((B, C), jnp.int32).at[:, :P].set(prompts)
-        target_cache = model.prefill(target_params, self.target_cfg, prompts,
-                                     init_cache(self.target_cfg, B, C, self.dtype), dtype=self.dtype)
+        target_cache = decoder.prefill(target_params, self.target_cfg, prompts,
+                                       init_cache(self.target_cfg, B, C, self.dtype), dtype=self.dtype)
         draft_cache = None
-        if self.mode != "ar":
-            draft_cache = model.prefill(draft_params, self.draft_cfg, prompts,
-                                        init_cache(self.draft_cfg, B, C, self.dtype), dtype=self.dtype)
-        last = prompt_len - 1
-        return State(seq=seq, prompt_len=prompt_len, last=last, done=done,
-                     target_cache=target_cache.replace(lengths=last), draft_cache=draft_cache, key=key,
-                     target_calls=jnp.zeros((B,), jnp.int32),
-                     accepted_at=jnp.zeros((B, max(self.draft_len, 1)), jnp.int32),
-                     iteration=jnp.zeros((), jnp.int32))
+        if self.mode.uses_draft:
+            draft_cache = decoder.prefill(draft_params, self.draft_cfg, prompts,
+                                          init_cache(self.draft_cfg, B, C, self.dtype), dtype=self.dtype)
+        return LoopState(seq=seq, prompt_len=prompt_len, last=prompt_len - 1, done=done,
+                         target_cache=target_cache, draft_cache=draft_cache, key=key,
+                         target_calls=jnp.zeros((B,), jnp.int32),
+                         accepted_at=jnp.zeros((B, max(self.draft_len, 1)), jnp.int32),
+                         iteration=jnp.zeros((), jnp.int32))
 
-    def run(self, target_params, draft_params, state: State, num_iterations: jax.Array) -> State:
+    def run(self, target_params, draft_params, state: LoopState, num_iterations: jax.Array) -> LoopState:
         """Run up to `num_iterations` more iterations (fewer when every row is done)."""
-        TRACE_COUNTS["run"] += 1
         stop_at = state.iteration + num_iterations
 
-        def cond(s: State):
+        def cond(s: LoopState):
             return (s.iteration < stop_at) & ~jnp.all(s.done)
 
         return jax.lax.while_loop(cond, lambda s: self._iterate(target_params, draft_params, s), state)
 
 
-start_jit = jax.jit(Engine.start, static_argnums=0)
-run_jit = jax.jit(Engine.run, static_argnums=0, donate_argnums=3)
+start_jit = jax.jit(DecodeLoop.start, static_argnums=0)
+run_jit = jax.jit(DecodeLoop.run, static_argnums=0, donate_argnums=3)
