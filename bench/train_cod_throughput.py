@@ -2,7 +2,7 @@
 
     python bench/train_cod_throughput.py [--seconds 600] [--eval-every 120] [--out results.json]
 
-Both runs start from the same random init (the smoke model at width 128, K = 8 by default) on the same synthetic chat
+Both runs start from the same random init (the smoke model at width 128, k = 8 by default) on the same synthetic chat
 data and packed-row shape, on one device, alternating chunks of steps so that other load on the machine
 hits both alike. Reported per run: throughput as real sequence positions per
 second (block-0 tokens; the median of per-interval rates after compilation) and the per-block accuracy on a
@@ -14,57 +14,38 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib.util
 import json
 import os
-import random
 import statistics
 import sys
 import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+sys.path.insert(0, REPO)  # a checkout without an install
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pard_jax import data, train_step  # noqa: E402
-
-
-def _load(name: str, path: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-program = _load("pard_train_program", os.path.join(REPO, "train", "train.py"))
-synthetic = _load("pard_make_synthetic", os.path.join(REPO, "configs", "train", "data", "make_synthetic.py"))
-
-
-def write_jsonl(path: str, count: int, seed: int, max_turns: int) -> None:
-    rng = random.Random(seed)
-    with open(path, "w") as f:
-        for _ in range(count):
-            f.write(json.dumps(synthetic.record(rng, max_turns)) + "\n")
+from pard_jax.training import pipeline, records, step, trainer  # noqa: E402
+from pard_jax.training.config import load_train_config  # noqa: E402
+from pard_jax.training.synthetic import write_jsonl  # noqa: E402
 
 
 def eval_batches(cfg, tok, path: str, rows: int) -> list[dict]:
     """The held-out set with every block fully present, packed like training rows."""
-    examples = data.example_dataset(data.read_records([path]), tok, para_num=cfg.pard.para_num, r=1.0, r_min=1.0,
-                                    mask_id=cfg.pard.mask_token_id, max_length=cfg.data.max_length, seed=0,
-                                    epochs=1)
-    it = data.row_dataset(examples, row_length=cfg.data.row_length, rows_per_batch=rows,
-                          pack_window=cfg.data.pack_window).__iter__()
+    examples = pipeline.example_dataset(records.read_records([path]), tok, k=cfg.pard.k, r=1.0, r_min=1.0,
+                                        mask_id=cfg.pard.mask_token_id, max_length=cfg.data.max_length, seed=0,
+                                        epochs=1)
+    it = pipeline.row_dataset(examples, row_length=cfg.data.row_length, rows_per_batch=rows,
+                              pack_window=cfg.data.pack_window).__iter__()
     return [jax.tree.map(np.asarray, b) for b in it]
 
 
-def evaluate(params, fn, batches, para_num: int) -> list[float]:
+def evaluate(params, fn, batches, k: int) -> list[float]:
     """Per-block hit rate of `fn` (jitted `loss_sums`) over the held-out batches."""
-    hits = np.zeros(para_num)
-    counts = np.zeros(para_num)
+    hits = np.zeros(k)
+    counts = np.zeros(k)
     for b in batches:
         _, stats = fn(params, batch=b)
         hits += np.asarray(stats["correct_by_block"])
@@ -77,12 +58,12 @@ class Run:
 
     def __init__(self, name: str, cfg, eval_set_path: str):
         self.name, self.cfg = name, cfg
-        self.s = program.build(cfg, devices=jax.devices()[:1])
-        self.params, self.opt_state = program.initial_state(self.s)
-        self.batches = data.train_batches(cfg, self.s.model.tokenizer)
+        self.s = trainer.build_setup(cfg, devices=jax.devices()[:1])
+        self.params, self.opt_state = trainer.initial_state(self.s)
+        self.batches = pipeline.train_batches(cfg, self.s.model.tokenizer)
         held_out = eval_batches(cfg, self.s.model.tokenizer, eval_set_path, cfg.train.batch_size)
-        eval_fn = jax.jit(functools.partial(train_step.loss_sums, cfg=self.s.model.cfg, para_num=cfg.pard.para_num))
-        self.accuracy = functools.partial(evaluate, fn=eval_fn, batches=held_out, para_num=cfg.pard.para_num)
+        eval_fn = jax.jit(functools.partial(step.loss_sums, cfg=self.s.model.cfg, k=cfg.pard.k))
+        self.accuracy = functools.partial(evaluate, fn=eval_fn, batches=held_out, k=cfg.pard.k)
         self._step()  # compile outside the clock
         jax.block_until_ready(self.params)
         self.steps, self.trained, self.positions, self.kept = 1, 0.0, 0.0, 0.0
@@ -92,12 +73,12 @@ class Run:
 
     def _step(self):
         self.params, self.opt_state, m = self.s.step_fn(self.params, self.opt_state,
-                                                        program.global_batch(self.s, next(self.batches)))
+                                                        trainer.global_batch(self.s, next(self.batches)))
         return m
 
     def train_chunk(self, steps: int) -> None:
         t0 = time.perf_counter()
-        got = [train_step.host_metrics(m) for m in [self._step() for _ in range(steps)]]  # waits for the device
+        got = [step.host_metrics(m) for m in [self._step() for _ in range(steps)]]  # waits for the device
         interval = time.perf_counter() - t0
         self.steps += steps
         self.trained += interval
@@ -139,7 +120,7 @@ def main() -> None:
                    help="model and optimizer come from this config")
     p.add_argument("--seconds", type=float, default=600, help="training wall-clock per run")
     p.add_argument("--eval-every", type=float, default=120)
-    p.add_argument("--para-num", type=int, default=8)
+    p.add_argument("-k", type=int, default=8, help="k: blocks trained (K in the PARD paper)")
     p.add_argument("--r", type=float, default=0.7)
     p.add_argument("--r-min", type=float, default=0.2)
     p.add_argument("--max-length", type=int, default=128)
@@ -154,7 +135,7 @@ def main() -> None:
     train_path, eval_path = os.path.join(tmp, "train.jsonl"), os.path.join(tmp, "eval.jsonl")
     write_jsonl(train_path, 6000, seed=1, max_turns=4)
     write_jsonl(eval_path, 60, seed=2, max_turns=4)
-    common = [f"run_dir={tmp}/run", f"data.paths=[{train_path}]", f"pard.para_num={args.para_num}",
+    common = [f"run_dir={tmp}/run", f"data.paths=[{train_path}]", f"pard.k={args.k}",
               f"data.max_length={args.max_length}", f"data.row_length={args.row_length}", "data.pack_window=256",
               f"train.batch_size={args.batch_size}", "train.grad_accum=1", "optimizer.schedule=constant",
               "optimizer.warmup_steps=20", "checkpoint.every=0", "mesh.data=1", "mesh.fsdp=1", "mesh.tensor=1",
@@ -164,7 +145,7 @@ def main() -> None:
               "optimizer.learning_rate=3.0e-3", *args.overrides]
     runs = []
     for name, r, r_min in (("cod", args.r, args.r_min), ("no_cod", 1.0, 1.0)):
-        cfg = program.load_train_config(args.config, common + [f"pard.r={r}", f"pard.r_min={r_min}"])
+        cfg = load_train_config(args.config, common + [f"pard.r={r}", f"pard.r_min={r_min}"])
         runs.append(Run(name, cfg, eval_path))
     print(f"training both runs {args.seconds:.0f} s each, interleaved ...", file=sys.stderr, flush=True)
     train_interleaved(runs, args.seconds, args.eval_every, args.chunk)

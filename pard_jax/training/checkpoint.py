@@ -3,7 +3,7 @@
 A step's directory is written under a temporary name and renamed when complete, and the manager lists
 only complete ones, so a run killed while saving resumes from the last complete checkpoint. Each
 checkpoint also holds `meta` (the model's HF config and PARD settings), read to refuse resuming a run
-directory that holds a different model, and by `train/export.py`.
+directory that holds a different model, and by `training.export`.
 """
 
 from __future__ import annotations
@@ -75,9 +75,6 @@ class Checkpointer:
             else jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), abstract_params)
         return self.manager.restore(step, args=ocp.args.Composite(
             params=ocp.args.StandardRestore(abstract_params)))["params"]
-
-    def wait(self) -> None:
-        self.manager.wait_until_finished()
 
     def close(self) -> None:
         self.manager.wait_until_finished()

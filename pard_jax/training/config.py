@@ -6,14 +6,17 @@ import dataclasses
 from typing import Any
 
 from pard_jax.config_io import load_config
+from pard_jax.dtypes import DTYPES
 from pard_jax.errors import UserError
+
+BYTE_TOKENIZER = "bytes"  # model.tokenizer value that selects the built-in byte tokenizer
 
 
 @dataclasses.dataclass
 class ModelSection:
     """The initial (AR) model: a SPEC (optionally truncated), or a random init from an inline HF config."""
 
-    spec: str | None = None  # as in infer/generate.py, e.g. "smollm2-135m-instruct" or an HF directory
+    spec: str | None = None  # a model SPEC as for generation, e.g. "smollm2-135m-instruct" or an HF directory
     num_layers: int | None = None  # keep only the first N decoder layers of `spec` (a draft cut from a target)
     hf_config: dict[str, Any] | None = None  # an HF config.json as a mapping: random init instead of `spec`
     init_seed: int = 0
@@ -25,7 +28,8 @@ class ModelSection:
 
 @dataclasses.dataclass
 class PardSection:
-    para_num: int = 8  # K: blocks trained = tokens the draft predicts per forward pass
+    # K in the PARD paper, para_num in its reference code: blocks trained = tokens the draft predicts per pass
+    k: int = 8
     r: float = 0.7  # COD keep rate: block j keeps max(r**j, r_min) of the positions; 1 disables COD
     r_min: float = 0.2
     mask_token_id: int | None = None  # the reserved id fed as the mask token; must be < vocab size
@@ -113,9 +117,9 @@ def load_train_config(path: str | None, overrides: list[str] = ()) -> TrainConfi
 
 def validate_static(cfg: TrainConfig) -> None:
     """Checks that need no model, data or devices."""
-    from pard_jax.cod import validate_pard
+    from pard_jax.training.cod import validate_pard
 
-    validate_pard(cfg.pard.para_num, cfg.pard.r, cfg.pard.r_min)
+    validate_pard(cfg.pard.k, cfg.pard.r, cfg.pard.r_min)
     if (cfg.model.spec is None) == (cfg.model.hf_config is None):
         raise UserError("set exactly one of model.spec (start from a model) and model.hf_config (random init)")
     if cfg.model.hf_config is not None and cfg.model.num_layers is not None:
@@ -126,8 +130,8 @@ def validate_static(cfg: TrainConfig) -> None:
         raise UserError("set data.paths to one or more .jsonl/.txt training files")
     if cfg.data.max_length < 2:
         raise UserError(f"data.max_length must be at least 2, got {cfg.data.max_length}")
-    if cfg.train.compute_dtype not in ("float32", "bfloat16"):
-        raise UserError(f"train.compute_dtype must be float32 or bfloat16, got {cfg.train.compute_dtype!r}")
+    if cfg.train.compute_dtype not in DTYPES:
+        raise UserError(f"train.compute_dtype must be {' or '.join(DTYPES)}, got {cfg.train.compute_dtype!r}")
     if cfg.optimizer.schedule not in ("cosine", "linear", "constant"):
         raise UserError(f"optimizer.schedule must be cosine, linear or constant, got {cfg.optimizer.schedule!r}")
     if cfg.train.steps < 1 or cfg.train.batch_size < 1 or cfg.train.grad_accum < 1:
@@ -140,8 +144,3 @@ def validate_static(cfg: TrainConfig) -> None:
         raise UserError(f"mesh sizes must be positive, with at most one -1, got data={sizes[0]} "
                         f"fsdp={sizes[1]} tensor={sizes[2]}")
 
-
-def validate_mask_id(mask_token_id: int, vocab_size: int) -> None:
-    if not 0 <= mask_token_id < vocab_size:
-        raise UserError(f"pard.mask_token_id={mask_token_id} is outside the vocabulary (0..{vocab_size - 1}); "
-                        "choose a reserved token id of the model")

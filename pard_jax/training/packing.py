@@ -1,7 +1,7 @@
 """Pack examples' kept-token lists into fixed-length rows (static shapes for `jit`).
 
 Each example becomes one segment of a row (segment ids 1, 2, ...; 0 is padding). Tokens of different
-segments never attend to each other (`masks.pard_attention_mask`), so packing changes no result.
+segments never attend to each other (`models.masks.pard_attention_mask`), so packing changes no result.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """PARD training: loss and per-block accuracy on packed rows, the optax optimizer, the jitted sharded step.
 
-A batch is a dict of int32 arrays [..., B, T] with the fields of `packing.ROW_FIELDS`: tokens, positions,
+A batch is a dict of int32 arrays [..., B, T] with the fields of `training.packing.ROW_FIELDS`: tokens, positions,
 blocks, anchors, segments, labels (-1 = no target). The attention mask comes from that metadata inside the
 jitted program (`masks.pard_attention_mask`); no [T, T] mask crosses from the host.
 """
@@ -16,22 +16,17 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from pard_jax import masks, sharding
-from pard_jax.model import forward
-from pard_jax.model_config import ModelConfig
-
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def compute_dtype(name: str):
-    return _DTYPES[name]
+from pard_jax import sharding
+from pard_jax.models import masks
+from pard_jax.models.config import ModelConfig
+from pard_jax.models.decoder import forward
 
 
-def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], para_num: int, *, dtype=jnp.float32,
+def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], k: int, *, dtype=jnp.float32,
               remat: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Summed cross-entropy over labelled tokens of a [B, T] batch, and counts for metrics.
 
-    Returns (loss_sum, stats) with stats: tokens (labelled tokens), correct_by_block / count_by_block [K]
+    Returns (loss_sum, stats) with stats: tokens (labelled tokens), correct_by_block / count_by_block [k]
     (argmax hits and labelled tokens per block; block j's ratio is the draft's hit rate at position j+1),
     positions (real sequence tokens: block 0, not padding), kept (all non-padding tokens).
     Sums, not means, so that micro-batches and devices add up exactly.
@@ -45,7 +40,7 @@ def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], para_num: i
     picked = jnp.take_along_axis(logits, safe[..., None], axis=-1)[..., 0]
     loss_sum = jnp.sum(jnp.where(valid, logz - picked, 0.0))
     hit = (jnp.argmax(logits, axis=-1) == labels) & valid
-    onehot = jax.nn.one_hot(batch["blocks"], para_num, dtype=jnp.float32)  # [B, T, K]
+    onehot = jax.nn.one_hot(batch["blocks"], k, dtype=jnp.float32)  # [B, T, k]
     real = batch["segments"] > 0
     stats = {
         "tokens": jnp.sum(valid.astype(jnp.float32)),
@@ -58,7 +53,7 @@ def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], para_num: i
 
 
 def summarize(loss_sum, stats) -> dict[str, jax.Array]:
-    """Sums -> metrics: loss (mean per labelled token), accuracy_by_block [K], and the counts."""
+    """Sums -> metrics: loss (mean per labelled token), accuracy_by_block [k], and the counts."""
     return {
         "loss": loss_sum / jnp.maximum(stats["tokens"], 1.0),
         "accuracy_by_block": stats["correct_by_block"] / jnp.maximum(stats["count_by_block"], 1.0),
@@ -95,7 +90,7 @@ def make_optimizer(schedule: optax.Schedule, *, weight_decay: float = 0.0, b1: f
         def is_matrix(path, p):
             if getattr(path[0], "key", None) in frozen:
                 return False
-            scanned = any(getattr(k, "key", None) == "layers" for k in path)
+            scanned = any(getattr(entry, "key", None) == "layers" for entry in path)
             return p.ndim >= (3 if scanned else 2)
         return jax.tree_util.tree_map_with_path(is_matrix, params)
 
@@ -124,11 +119,11 @@ def batch_sharding(mesh: Mesh, rules=sharding.LOGICAL_AXIS_RULES) -> NamedShardi
     return NamedSharding(mesh, P(None, *sharding.logical_to_mesh(("batch", "length"), rules)))
 
 
-def grads_and_stats(params, cfg: ModelConfig, batch, para_num: int, *, dtype, remat: bool,
+def grads_and_stats(params, cfg: ModelConfig, batch, k: int, *, dtype, remat: bool,
                     frozen: tuple[str, ...] = ()):
     """Gradient of the summed loss and the stats, accumulated over the leading micro-batch axis [A, B, T]."""
     def loss(p, batch):
-        return loss_sums(stop_frozen(p, frozen), cfg, batch, para_num, dtype=dtype, remat=remat)
+        return loss_sums(stop_frozen(p, frozen), cfg, batch, k, dtype=dtype, remat=remat)
     grad_fn = jax.value_and_grad(loss, has_aux=True)
 
     def micro(carry, mb):
@@ -137,7 +132,7 @@ def grads_and_stats(params, cfg: ModelConfig, batch, para_num: int, *, dtype, re
         return (jax.tree.map(jnp.add, g_acc, g), loss_acc + loss, jax.tree.map(jnp.add, s_acc, stats)), None
 
     zeros_stats = {"tokens": 0.0, "positions": 0.0, "kept": 0.0,
-                   "correct_by_block": jnp.zeros(para_num), "count_by_block": jnp.zeros(para_num)}
+                   "correct_by_block": jnp.zeros(k), "count_by_block": jnp.zeros(k)}
     zeros_stats = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), zeros_stats)
     init = (jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32), zeros_stats)
     (grads, loss_sum, stats), _ = jax.lax.scan(micro, init, batch)
@@ -145,12 +140,12 @@ def grads_and_stats(params, cfg: ModelConfig, batch, para_num: int, *, dtype, re
 
 
 def train_step(params, opt_state, batch, *, cfg: ModelConfig, optimizer: optax.GradientTransformation,
-               para_num: int, dtype=jnp.float32, remat: bool = False, frozen: tuple[str, ...] = ()):
+               k: int, dtype=jnp.float32, remat: bool = False, frozen: tuple[str, ...] = ()):
     """One optimizer step on a [A, B, T] batch: the mean loss over all its labelled tokens.
 
     Returns new params, new optimizer state and metrics (loss, accuracy_by_block, grad_norm, counts).
     """
-    grads, loss_sum, stats = grads_and_stats(params, cfg, batch, para_num, dtype=dtype, remat=remat, frozen=frozen)
+    grads, loss_sum, stats = grads_and_stats(params, cfg, batch, k, dtype=dtype, remat=remat, frozen=frozen)
     grads = jax.tree.map(lambda g: g / jnp.maximum(stats["tokens"], 1.0), grads)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
@@ -159,18 +154,13 @@ def train_step(params, opt_state, batch, *, cfg: ModelConfig, optimizer: optax.G
     return params, opt_state, metrics
 
 
-def eval_step(params, batch, *, cfg: ModelConfig, para_num: int, dtype=jnp.float32):
-    """Metrics (loss, accuracy_by_block, counts) of a [B, T] batch without updating anything."""
-    return summarize(*loss_sums(params, cfg, batch, para_num, dtype=dtype))
-
-
 def jit_train_step(cfg: ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh, param_shardings,
-                   opt_shardings, *, para_num: int, dtype=jnp.float32, remat: bool = False,
+                   opt_shardings, *, k: int, dtype=jnp.float32, remat: bool = False,
                    frozen: tuple[str, ...] = (), rules=sharding.LOGICAL_AXIS_RULES) -> Callable[..., Any]:
     """`step(params, opt_state, batch) -> (params, opt_state, metrics)`, jitted with shardings; params and
     optimizer state are donated. Call it with the global arrays; it enters the mesh and rules itself."""
     step = jax.jit(
-        functools.partial(train_step, cfg=cfg, optimizer=optimizer, para_num=para_num, dtype=dtype, remat=remat,
+        functools.partial(train_step, cfg=cfg, optimizer=optimizer, k=k, dtype=dtype, remat=remat,
                           frozen=frozen),
         in_shardings=(param_shardings, opt_shardings, batch_sharding(mesh, rules)),
         out_shardings=(param_shardings, opt_shardings, sharding.replicated(mesh)),
@@ -186,7 +176,7 @@ def jit_train_step(cfg: ModelConfig, optimizer: optax.GradientTransformation, me
 def host_metrics(metrics) -> dict[str, Any]:
     """Device metrics -> plain Python numbers and lists."""
     out = {}
-    for k, v in jax.device_get(metrics).items():
+    for name, v in jax.device_get(metrics).items():
         v = np.asarray(v)
-        out[k] = v.tolist() if v.ndim else float(v)
+        out[name] = v.tolist() if v.ndim else float(v)
     return out

@@ -1,6 +1,6 @@
-"""Write a small synthetic chat dataset (JSONL) with patterns a tiny model learns in seconds.
+"""A small synthetic chat dataset (JSONL) with patterns a tiny model learns in seconds.
 
-    python configs/train/data/make_synthetic.py --count 600 --seed 0 --out configs/train/data/smoke.jsonl
+    python -m pard_jax.training.synthetic --count 600 --seed 0 --out configs/train/data/smoke.jsonl
 
 Records use the three input formats of the training pipeline: {"conversation": [...]} (most),
 {"prompt", "response"} pairs and {"text"}. Replies are deterministic functions of the prompt (sums,
@@ -51,18 +51,24 @@ def record(rng: random.Random, max_turns: int = 2) -> dict:
     return {"text": " ".join(" ".join(_task(rng)) for _ in range(2))}
 
 
-def main() -> None:
+def write_jsonl(path: str, count: int, seed: int = 0, max_turns: int = 2) -> None:
+    """`count` records from a generator seeded with `seed`, one JSON object per line."""
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for _ in range(count):
+            f.write(json.dumps(record(rng, max_turns)) + "\n")
+
+
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--count", type=int, default=600)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-turns", type=int, default=2, help="turns per conversation: 1 .. this")
     p.add_argument("--out", required=True)
-    args = p.parse_args()
-    rng = random.Random(args.seed)
-    with open(args.out, "w") as f:
-        for _ in range(args.count):
-            f.write(json.dumps(record(rng, args.max_turns)) + "\n")
+    args = p.parse_args(argv)
+    write_jsonl(args.out, args.count, args.seed, args.max_turns)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

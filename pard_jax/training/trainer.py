@@ -1,44 +1,39 @@
-"""Train a PARD draft from a config file, on one CPU or sharded over a TPU pod / GPU cluster.
+"""Training a PARD draft: the initial model, the mesh and jitted step (`TrainSetup`), and the run loop.
 
-    python train/train.py --config configs/train/smoke.yaml [key.sub=value ...]
-
-Writes RUN_DIR/checkpoints (orbax: params, optimizer state, step, data iterator; resumed automatically),
-RUN_DIR/metrics.jsonl (one object per logged step) and RUN_DIR/config.yaml. On several hosts run the same
-command on every host with distributed.enabled=true (see docs/training.md).
+`run(cfg)` writes RUN_DIR/checkpoints (orbax: params, optimizer state, step, data iterator; resumed
+automatically), RUN_DIR/metrics.jsonl (one object per logged step) and RUN_DIR/config.yaml. On several hosts
+every host runs it with distributed.enabled=true (see docs/training.md).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import logging
 import os
-import sys
 import time
 from typing import Any
-
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import yaml
 
-from pard_jax import checkpoint, data, sharding, train_step
+from pard_jax import sharding
+from pard_jax.dtypes import dtype_of
 from pard_jax.errors import UserError
-from pard_jax.model import init_params, param_logical_axes
-from pard_jax.model_config import ModelConfig
-from pard_jax.train_config import TrainConfig, load_train_config, validate_mask_id
-
-BYTES = "bytes"
+from pard_jax.models.config import ModelConfig
+from pard_jax.models.decoder import init_params, param_logical_axes
+from pard_jax.training import checkpoint, pipeline
+from pard_jax.training import step as train_step
+from pard_jax.training.config import BYTE_TOKENIZER, TrainConfig
 
 
 @dataclasses.dataclass
-class Model:
+class InitialModel:
+    """The autoregressive model a run starts from, and its tokenizer."""
+
     cfg: ModelConfig  # with pard_token set
-    host_params: dict | None  # loaded weights (full, on the host), or None for a random init
+    host_params: dict | None  # loaded weights (numpy, full, on the host), or None for a random init
     tokenizer: Any
     tokenizer_source: str
 
@@ -53,49 +48,33 @@ def init_distributed(cfg: TrainConfig) -> None:
     jax.distributed.initialize(**kwargs)
 
 
-def load_initial_model(cfg: TrainConfig) -> Model:
+def load_initial_model(cfg: TrainConfig) -> InitialModel:
     """The AR model to adapt (a SPEC, maybe truncated, or a random init) and its tokenizer."""
+    from pard_jax.weights.tokenizer import ByteTokenizer, check_mask_token, load_tokenizer
+
     m = cfg.model
     if m.spec is not None:
-        from pard_jax.weights import load_model
+        from pard_jax.weights.sources import load_model
 
         loaded = load_model(m.spec, dtype=jnp.float32, num_layers=m.num_layers)
-        model_cfg, host_params, tok_source = loaded.cfg, jax.device_get(loaded.params), loaded.tokenizer_source
+        model_cfg, host_params, tok_source = loaded.cfg, loaded.params, loaded.tokenizer_source
     else:
         model_cfg, host_params, tok_source = ModelConfig.from_hf_dict(m.hf_config), None, None
     tok_source = m.tokenizer or tok_source
     if tok_source is None:
         raise UserError("set model.tokenizer (\"bytes\" or a tokenizer directory / .gguf) for a random-init model")
-    if tok_source == BYTES:
-        tok = data.ByteTokenizer()
-    else:
-        from pard_jax.tokenizer import load_tokenizer
-
-        tok = load_tokenizer(tok_source)
-    n_ids = tok.vocab_size if tok_source == BYTES else len(tok)
+    tok = ByteTokenizer() if tok_source == BYTE_TOKENIZER else load_tokenizer(tok_source)
+    n_ids = tok.vocab_size if tok_source == BYTE_TOKENIZER else len(tok)
     if n_ids > model_cfg.vocab_size:
         raise UserError(f"the tokenizer has {n_ids} ids but the model's vocabulary has {model_cfg.vocab_size}; "
                         "use the model's own tokenizer")
-    validate_mask_id(cfg.pard.mask_token_id, model_cfg.vocab_size)
-    if cfg.pard.mask_token_id in _ids_text_uses(tok):
-        raise UserError(f"pard.mask_token_id={cfg.pard.mask_token_id} is a token that the text or chat template "
-                        "uses; choose a reserved id that never occurs in the data")
+    check_mask_token(cfg.pard.mask_token_id, model_cfg.vocab_size, tok, name="pard.mask_token_id")
     model_cfg = dataclasses.replace(model_cfg, pard_token=cfg.pard.mask_token_id)
-    return Model(model_cfg, host_params, tok, tok_source)
+    return InitialModel(model_cfg, host_params, tok, tok_source)
 
 
-def _ids_text_uses(tok) -> set[int]:
-    """Ids the mask token must not be: the chat template's, BOS/EOS (and, for bytes, every byte)."""
-    if isinstance(tok, data.ByteTokenizer):
-        return {tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, tok.user_id, tok.assistant_id,
-                *range(tok.offset, tok.vocab_size)}
-    from pard_jax.tokenizer import encode_prompt
-
-    ids = set(encode_prompt(tok, "hi", True))
-    return ids | {i for i in (tok.bos_token_id, tok.eos_token_id) if i is not None}
-
-
-def make_optimizer(cfg: TrainConfig):
+def optimizer_for(cfg: TrainConfig):
+    """(optimizer, learning-rate schedule) of the config's optimizer section."""
     o = cfg.optimizer
     schedule = train_step.learning_rate_schedule(o.learning_rate, o.warmup_steps, cfg.train.steps, o.schedule,
                                                  o.final_lr_fraction)
@@ -105,11 +84,11 @@ def make_optimizer(cfg: TrainConfig):
 
 
 @dataclasses.dataclass
-class Setup:
+class TrainSetup:
     """Everything a run needs, built from the config."""
 
     cfg: TrainConfig
-    model: Model
+    model: InitialModel
     mesh: Any
     abstract_params: Any  # ShapeDtypeStructs
     param_shardings: Any
@@ -120,7 +99,7 @@ class Setup:
     batch_sharding: Any
 
 
-def build(cfg: TrainConfig, model: Model | None = None, devices=None) -> Setup:
+def build_setup(cfg: TrainConfig, model: InitialModel | None = None, devices=None) -> TrainSetup:
     """Mesh, shardings, optimizer and the jitted step (nothing allocated yet)."""
     model = model or load_initial_model(cfg)
     mesh = sharding.make_mesh((cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor), devices)
@@ -134,17 +113,16 @@ def build(cfg: TrainConfig, model: Model | None = None, devices=None) -> Setup:
     if unknown:
         raise UserError(f"model.freeze names {unknown}, which the model does not have; choose from {sorted(abstract)}")
     param_shardings = sharding.tree_shardings(mesh, abstract, param_logical_axes(model.cfg))
-    optimizer, schedule = make_optimizer(cfg)
+    optimizer, schedule = optimizer_for(cfg)
     opt_shardings = train_step.opt_state_shardings(optimizer, abstract, param_shardings, mesh)
     step_fn = train_step.jit_train_step(
-        model.cfg, optimizer, mesh, param_shardings, opt_shardings, para_num=cfg.pard.para_num,
-        dtype=train_step.compute_dtype(cfg.train.compute_dtype), remat=cfg.train.remat,
-        frozen=tuple(cfg.model.freeze))
-    return Setup(cfg, model, mesh, abstract, param_shardings, opt_shardings, optimizer, jax.jit(schedule), step_fn,
-                 train_step.batch_sharding(mesh))
+        model.cfg, optimizer, mesh, param_shardings, opt_shardings, k=cfg.pard.k,
+        dtype=dtype_of(cfg.train.compute_dtype), remat=cfg.train.remat, frozen=tuple(cfg.model.freeze))
+    return TrainSetup(cfg, model, mesh, abstract, param_shardings, opt_shardings, optimizer, jax.jit(schedule),
+                      step_fn, train_step.batch_sharding(mesh))
 
 
-def initial_state(s: Setup):
+def initial_state(s: TrainSetup):
     """Sharded params (loaded or random) and a fresh optimizer state."""
     with sharding.use_mesh(s.mesh):
         if s.model.host_params is not None:
@@ -156,7 +134,7 @@ def initial_state(s: Setup):
     return params, opt_state
 
 
-def global_batch(s: Setup, local: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+def global_batch(s: TrainSetup, local: dict[str, np.ndarray]) -> dict[str, jax.Array]:
     """This process's rows [b, T] -> global [A, B, T] arrays sharded over the batch mesh axes."""
     a = s.cfg.train.grad_accum
     b, t = next(iter(local.values())).shape
@@ -165,7 +143,7 @@ def global_batch(s: Setup, local: dict[str, np.ndarray]) -> dict[str, jax.Array]
     return {k: jax.make_array_from_process_local_data(s.batch_sharding, v, gshape) for k, v in shaped.items()}
 
 
-def checkpoint_meta(s: Setup) -> dict:
+def checkpoint_meta(s: TrainSetup) -> dict:
     return {"model": s.model.cfg.to_hf_dict(), "tokenizer_source": s.model.tokenizer_source,
             "pard": dataclasses.asdict(s.cfg.pard), "frozen": list(s.cfg.model.freeze)}
 
@@ -187,13 +165,13 @@ def run(cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = Tru
     (a later run resumes from the last periodic one). Returns the logged metrics.
     """
     init_distributed(cfg)
-    s = build(cfg, devices=devices)
+    s = build_setup(cfg, devices=devices)
     main = jax.process_index() == 0
     os.makedirs(cfg.run_dir, exist_ok=True)
     ckpt = checkpoint.Checkpointer(cfg.run_dir, every=cfg.checkpoint.every, keep=cfg.checkpoint.keep)
     meta = checkpoint_meta(s)
-    batches = data.train_batches(cfg, s.model.tokenizer, process_index=jax.process_index(),
-                                 process_count=jax.process_count())
+    batches = pipeline.train_batches(cfg, s.model.tokenizer, process_index=jax.process_index(),
+                                     process_count=jax.process_count())
     start = ckpt.latest_step() or 0
     if start:
         checkpoint.check_same_model(ckpt.read_meta(start), meta["model"], cfg.run_dir)
@@ -251,26 +229,3 @@ def _progress_bar(start: int, total: int, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=start, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Train a PARD draft model from a YAML config.")
-    p.add_argument("--config", required=True, help="YAML config, e.g. configs/train/smoke.yaml")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. run_dir=/tmp/run train.steps=10")
-    return p.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's notices are not for the person at the terminal
-    try:
-        cfg = load_train_config(args.config, args.overrides)
-        run(cfg)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
