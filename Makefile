@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_PROMPT ?= Write a Python function that returns the n-th Fibonacci number, with a short explanation.
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python infer/generate.py --config configs/infer/default.yaml --prompt "$(DEMO_PROMPT)" --compare-ar
+	$(BIN)/python infer/generate.py --prompt "$(DEMO_PROMPT)" --compare-ar
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -1,7 +1,7 @@
 """Benchmark: plain decoding against vanilla speculative (sd) and PARD decoding, side by side in one run.
 
 python infer/bench.py --prompts-file F [--prompts-file G ...] --modes ar,sd,pard -k 4,8,12 --max-new-tokens N
-    [--hf-baseline] --out DIR [--config configs/infer/default.yaml] [--target SPEC] [--draft SPEC]
+    [--hf-baseline] --out DIR [--config CONFIG] [--target SPEC] [--draft SPEC]
     [--draft-layers N] [--mask-token-id N] [--limit N]
 
 Writes DIR/results.json (rows per prompt set, mode and k), DIR/results.md and DIR/speedup.png. Timings are
@@ -18,27 +18,25 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pard_jax.cli import run_cli
+from pard_jax.errors import UserError
+from pard_jax.speculative.config import DEFAULT_CONFIG
+from pard_jax.speculative.loop import Mode
+from pard_jax.speculative.prompts import log
 
-from pard_jax.errors import UserError  # noqa: E402
 
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "infer",
-                              "default.yaml")
-
-
-def parse_args(argv):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--prompts-file", action="append", required=True, help="a prompt set (repeatable)")
     p.add_argument("--modes", default="ar,sd,pard")
-    p.add_argument("-k", default="4,8,12", help="comma-separated draft lengths")
+    p.add_argument("-k", dest="ks", default="4,8,12", help="comma-separated draft lengths")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--hf-baseline", action="store_true", help="add transformers generate / assisted rows")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML inference config (default: the packaged one)")
     p.add_argument("--target")
     p.add_argument("--draft")
     p.add_argument("--draft-layers", type=int)
@@ -73,13 +71,13 @@ class Runner:
     results: list = dataclasses.field(default_factory=list)
 
 
-def engine_runners(session, modes, ks, max_new, prompt_ids):
+def engine_runners(pipeline, modes, ks, max_new, prompt_ids):
     """Our decoders, compiled and warmed up on the first prompt (outside the timed runs)."""
-    gen0 = session.generator
+    gen0 = pipeline.generator
     runners = []
     for mode in modes:
-        for k in ([0] if mode == "ar" else ks):
-            if mode != "ar" and gen0.draft_params is None:
+        for k in (ks if mode.uses_draft else [0]):
+            if mode.uses_draft and gen0.draft_params is None:
                 continue
             gen = gen0.with_mode(mode, k, max_new_tokens=max_new)
             gen.generate(prompt_ids[:1])
@@ -87,25 +85,25 @@ def engine_runners(session, modes, ks, max_new, prompt_ids):
     return runners
 
 
-def hf_runners(session, max_new, draft_k, prompt_ids):
+def hf_runners(pipeline, max_new, draft_k, prompt_ids):
     """transformers `generate` (greedy) and assisted generation with the same draft, warmed up."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from pard_jax.generation import Result
-    from pard_jax.weights import export_hf
+    from pard_jax.speculative.generator import Result
+    from pard_jax.weights.export import export_hf
 
-    gen = session.generator
+    gen = pipeline.generator
     with tempfile.TemporaryDirectory() as tmp:
-        export_hf(jax_tree_to_np(gen.target_params), gen.engine.target_cfg, os.path.join(tmp, "t"))
+        export_hf(jax_tree_to_np(gen.target_params), gen.loop.target_cfg, os.path.join(tmp, "t"))
         target = AutoModelForCausalLM.from_pretrained(os.path.join(tmp, "t"), dtype=torch.float32).eval()
         assistant = None
         if gen.draft_params is not None:
-            export_hf(jax_tree_to_np(gen.draft_params), gen.engine.draft_cfg, os.path.join(tmp, "d"))
+            export_hf(jax_tree_to_np(gen.draft_params), gen.loop.draft_cfg, os.path.join(tmp, "d"))
             assistant = AutoModelForCausalLM.from_pretrained(os.path.join(tmp, "d"), dtype=torch.float32).eval()
             assistant.generation_config.num_assistant_tokens = draft_k
             assistant.generation_config.num_assistant_tokens_schedule = "constant"
-    eos = list(gen.engine.eos_ids) or None
+    eos = list(gen.loop.eos_ids) or None
 
     def make(extra):
         def run(ids):
@@ -127,8 +125,6 @@ def hf_runners(session, max_new, draft_k, prompt_ids):
 
 def measure(name, runners, prompt_ids) -> list[Row]:
     """Every prompt through every runner in turn (so that a slow spell of the machine hits all rows alike)."""
-    from pard_jax.inference import log
-
     for i, ids in enumerate(prompt_ids):
         for r in runners:
             r.results.append(r.run(ids))
@@ -211,61 +207,52 @@ def plot(rows, path):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    return run_cli(lambda: bench(args))
+
+
+def bench(args) -> int:
+    import jax
+
+    from pard_jax.config_io import load_config, overrides_from_args
+    from pard_jax.speculative.config import InferConfig
+    from pard_jax.speculative.prompts import read_prompts
+    from pard_jax.speculative.setup import build
+    from pard_jax.weights.tokenizer import encode_prompt
+
+    modes = [Mode.parse(m.strip()) for m in args.modes.split(",") if m.strip()]
     try:
-        import jax
-
-        from pard_jax.config_io import load_config
-        from pard_jax.inference import InferConfig, build, log, read_prompts
-        from pard_jax.tokenizer import encode_prompt
-
-        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-        try:
-            ks = [int(k) for k in args.k.split(",") if k.strip()]
-        except ValueError:
-            raise UserError(f"-k takes comma-separated integers, got {args.k!r}") from None
-        overrides = [f"max_new_tokens={args.max_new_tokens}"]
-        for key in ("target", "draft", "draft_layers", "mask_token_id"):
-            if getattr(args, key) is not None:
-                overrides.append(f"{key}={json.dumps(getattr(args, key))}")
-        if args.no_chat_template:
-            overrides.append("chat_template=false")
-        needs_draft = any(m != "ar" for m in modes)
-        cfg = load_config(InferConfig, args.config, overrides)
-        cfg = dataclasses.replace(cfg, mode="pard" if "pard" in modes else ("sd" if needs_draft else "ar"),
-                                  k=max(ks), batch_size=1)
-        sets = {}
-        for path in args.prompts_file:
-            name = os.path.splitext(os.path.basename(path))[0]
-            sets[name] = read_prompts(path)[:args.limit]
-        session = build(cfg)
-        os.makedirs(args.out, exist_ok=True)
-        rows: list[Row] = []
-        for name, prompts in sets.items():
-            ids = [encode_prompt(session.tokenizer, p, cfg.chat_template) for p in prompts]
-            log(f"prompt set {name}: {len(ids)} prompts")
-            runners = engine_runners(session, modes, ks, args.max_new_tokens, ids)
-            if args.hf_baseline:
-                runners += hf_runners(session, args.max_new_tokens, 8 if 8 in ks else max(ks), ids)
-            set_rows = measure(name, runners, ids)
-            ar = next((r for r in set_rows if r.mode == "ar"), None)
-            for r in set_rows:
-                r.speedup_vs_ar = r.tokens_per_second / ar.tokens_per_second if ar else None
-            rows += set_rows
-        meta = {"machine": f"{platform.machine()} {os.cpu_count()} cores, jax {jax.__version__} on "
-                           f"{jax.default_backend()}", "max_new_tokens": args.max_new_tokens, "target": cfg.target,
-                "draft": f"{cfg.draft}" + (f" (first {cfg.draft_layers} layers)" if cfg.draft_layers else ""),
-                "temperature": cfg.temperature}
-        with open(os.path.join(args.out, "results.json"), "w") as f:
-            json.dump({"meta": meta, "rows": [dataclasses.asdict(r) for r in rows]}, f, indent=1)
-        write_markdown(rows, os.path.join(args.out, "results.md"), meta)
-        plot(rows, os.path.join(args.out, "speedup.png"))
-        log(f"wrote {args.out}/results.json, results.md, speedup.png")
-        print(open(os.path.join(args.out, "results.md")).read())
-        return 0
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        ks = [int(k) for k in args.ks.split(",") if k.strip()]
+    except ValueError:
+        raise UserError(f"-k takes comma-separated integers, got {args.ks!r}") from None
+    cfg = load_config(InferConfig, args.config, overrides_from_args(args, InferConfig))
+    mode = Mode.PARD if Mode.PARD in modes else (Mode.SD if any(m.uses_draft for m in modes) else Mode.AR)
+    cfg = dataclasses.replace(cfg, mode=mode, k=max(ks), batch_size=1)
+    sets = {}
+    for path in args.prompts_file:
+        name = os.path.splitext(os.path.basename(path))[0]
+        sets[name] = read_prompts(path)[:args.limit]
+    pipeline = build(cfg)
+    os.makedirs(args.out, exist_ok=True)
+    rows: list[Row] = []
+    for name, prompts in sets.items():
+        ids = [encode_prompt(pipeline.tokenizer, p, cfg.chat_template) for p in prompts]
+        log(f"prompt set {name}: {len(ids)} prompts")
+        runners = engine_runners(pipeline, modes, ks, args.max_new_tokens, ids)
+        if args.hf_baseline:
+            runners += hf_runners(pipeline, args.max_new_tokens, 8 if 8 in ks else max(ks), ids)
+        set_rows = measure(name, runners, ids)
+        ar = next((r for r in set_rows if r.mode == "ar"), None)
+        for r in set_rows:
+            r.speedup_vs_ar = r.tokens_per_second / ar.tokens_per_second if ar else None
+        rows += set_rows
+    meta = {"machine": f"{platform.machine()} {os.cpu_count()} cores, jax {jax.__version__} on "
+                       f"{jax.default_backend()}", "max_new_tokens": args.max_new_tokens, "target": cfg.target,
+            "draft": f"{cfg.draft}" + (f" (first {cfg.draft_layers} layers)" if cfg.draft_layers else ""),
+            "temperature": cfg.temperature}
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump({"meta": meta, "rows": [dataclasses.asdict(r) for r in rows]}, f, indent=1)
+    write_markdown(rows, os.path.join(args.out, "results.md"), meta)
+    plot(rows, os.path.join(args.out, "speedup.png"))
+    log(f"wrote {args.out}/results.json, results.md, speedup.png")
+    print(open(os.path.join(args.out, "results.md")).read())
+    return 0

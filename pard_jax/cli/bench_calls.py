@@ -4,7 +4,7 @@ python infer/bench_calls.py [--target SPEC] [--draft SPEC] [--draft-layers N] [-
 
 Every cost is device time inside one jitted program, without Python dispatch: a model call is repeated R
 times in a `lax.fori_loop` that carries its cache (so nothing is hoisted), on a cache filled to --context
-tokens; an engine iteration (draft -> verify -> accept -> commit, or one plain AR iteration) is measured in
+tokens; a loop iteration (draft -> verify -> accept -> commit, or one plain AR iteration) is measured in
 the real on-device loop as (time of N+20 iterations - time of N) / 20. "outside" is what an iteration costs
 beyond its draft and verify calls (acceptance, commit, bookkeeping). Medians of 3.
 """
@@ -12,15 +12,13 @@ beyond its draft and verify calls (acceptance, commit, bookkeeping). Medians of 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import jax.numpy as jnp
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+from pard_jax.cli import run_cli
 
 
 def per_call_ms(call, cache, repeats: int) -> float:
@@ -43,16 +41,16 @@ def per_call_ms(call, cache, repeats: int) -> float:
     return statistics.median(times) / repeats * 1e3
 
 
-def iteration_ms(engine, target_params, draft_params, prompt) -> float:
-    from pard_jax import decoding
+def iteration_ms(loop, target_params, draft_params, prompt) -> float:
+    from pard_jax.speculative.loop import run_jit, start_jit
 
     plen, done = jnp.array([prompt.shape[1]], jnp.int32), jnp.array([False])
 
     def run(count):
-        s = decoding.start_jit(engine, target_params, draft_params, prompt, plen, done, jax.random.key(0))
+        s = start_jit(loop, target_params, draft_params, prompt, plen, done, jax.random.key(0))
         jax.block_until_ready(s)
         t0 = time.perf_counter()
-        jax.block_until_ready(decoding.run_jit(engine, target_params, draft_params, s, jnp.int32(count)))
+        jax.block_until_ready(run_jit(loop, target_params, draft_params, s, jnp.int32(count)))
         return time.perf_counter() - t0
 
     run(2)
@@ -61,7 +59,7 @@ def iteration_ms(engine, target_params, draft_params, prompt) -> float:
     return (many - few) / 20 * 1e3
 
 
-def main(argv=None):
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--target", default="smollm2-135m-instruct")
     p.add_argument("--draft", default="smollm2-135m-instruct")
@@ -71,46 +69,47 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--context", type=int, default=200)
     args = p.parse_args(argv)
+    return run_cli(lambda: bench_calls(args))
 
-    from pard_jax import decoding, drafting, model
-    from pard_jax.cache import init_cache
-    from pard_jax.sampling import SamplingParams
-    from pard_jax.weights import load_model
+
+def bench_calls(args) -> None:
+    from pard_jax.models import decoder
+    from pard_jax.models.cache import init_cache
+    from pard_jax.speculative import steps
+    from pard_jax.speculative.loop import DecodeLoop, Mode
+    from pard_jax.speculative.sampling import SamplingParams
+    from pard_jax.weights.sources import load_model
 
     target = load_model(args.target)
     draft = load_model(args.draft, num_layers=args.draft_layers, shared_embed=target.params["embed"])
-    tc, dc, tp, dp = target.cfg, draft.cfg, target.params, draft.params
+    tc, dc, tp, dp = target.cfg, draft.cfg, jax.device_put(target.params), jax.device_put(draft.params)
     C, n = 512, args.context
     seq = jax.random.randint(jax.random.key(0), (1, C), 0, 1000).astype(jnp.int32)
-    tcache = model.prefill(tp, tc, seq[:, :n], init_cache(tc, 1, C))
-    dcache = model.prefill(dp, dc, seq[:, :n], init_cache(dc, 1, C))
+    tcache = decoder.prefill(tp, tc, seq[:, :n], init_cache(tc, 1, C))
+    dcache = decoder.prefill(dp, dc, seq[:, :n], init_cache(dc, 1, C))
     start, last = jnp.array([n], jnp.int32), jnp.array([n - 1], jnp.int32)
     greedy = SamplingParams()
 
     def verify(width):
         def call(c):
-            logits, c = model.forward_cached(tp, tc, seq[:, n:n + width], c, start)
+            logits, c = decoder.forward_cached(tp, tc, seq[:, n:n + width], c, start)
             return jnp.argmax(logits, axis=-1), c
         return call
 
     ar_ms = per_call_ms(verify(1), tcache, args.repeats)
-    ar_iter = iteration_ms(decoding.Engine(tc, max_new_tokens=400), tp, None, seq[:, :64])
+    ar_iter = iteration_ms(DecodeLoop(tc, max_new_tokens=400), tp, None, seq[:, :64])
     print(f"AR step (target, 1 token): {ar_ms:6.2f} ms; AR loop iteration {ar_iter:6.2f} ms "
           f"(outside the model call {ar_iter - ar_ms:5.2f} ms, {(ar_iter - ar_ms) / ar_iter:5.1%})")
     for k in [int(x) for x in args.k.split(",")]:
         verify_ms = per_call_ms(verify(k + 1), tcache, args.repeats)
-        pard_ms = per_call_ms(lambda c: drafting.pard_draft(dp, dc, c, seq, last, k=k, mask_id=args.mask_token_id,
-                                                            vocab=tc.vocab_size, sp=greedy, key=jax.random.key(0))[::2],
+        pard_ms = per_call_ms(lambda c: steps.pard_draft(dp, dc, c, seq, last, k=k, mask_id=args.mask_token_id,
+                                                         vocab=tc.vocab_size, sp=greedy, key=jax.random.key(0))[::2],
                               dcache, args.repeats)
-        sd_ms = per_call_ms(lambda c: drafting.ar_draft(dp, dc, c, seq, last, k=k, vocab=tc.vocab_size, sp=greedy,
-                                                        key=jax.random.key(0))[::2], dcache, args.repeats)
-        engine = decoding.Engine(tc, mode="pard", k=k, draft_cfg=dc, mask_id=args.mask_token_id, max_new_tokens=400)
-        it = iteration_ms(engine, tp, dp, seq[:, :64])
+        sd_ms = per_call_ms(lambda c: steps.ar_draft(dp, dc, c, seq, last, k=k, vocab=tc.vocab_size, sp=greedy,
+                                                     key=jax.random.key(0))[::2], dcache, args.repeats)
+        loop = DecodeLoop(tc, mode=Mode.PARD, k=k, draft_cfg=dc, mask_id=args.mask_token_id, max_new_tokens=400)
+        it = iteration_ms(loop, tp, dp, seq[:, :64])
         outside = it - pard_ms - verify_ms
         print(f"k={k:2d}: verify ({k + 1} tokens) {verify_ms:6.2f} ms = {verify_ms / ar_ms:4.2f}x AR step | "
               f"pard draft {pard_ms:6.2f} ms = {pard_ms / ar_ms:4.2f}x | sd draft {sd_ms:6.2f} ms | "
               f"pard iteration {it:6.2f} ms, outside the two calls {outside:5.2f} ms ({outside / it:5.1%})")
-
-
-if __name__ == "__main__":
-    main()

@@ -4,23 +4,13 @@
         [--max-new-tokens 160] [--batch-size 16] [--target smollm2-135m-instruct] [--seed 0]
 
 Writes one JSON object per line, {"prompt": ..., "response": ...}, in prompt order (the response is decoded with
-skip_special_tokens=True). Prompts are batched in order of token length to keep padding small. The file is
-written to a temporary name and renamed at the end, so a partial run never leaves a truncated file behind.
+skip_special_tokens=True). Prompts come from `pard_jax.distill.prompts` (code, math, general).
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
-import time
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, _HERE)
-if os.path.dirname(_HERE) not in sys.path:  # the repo root, for pard_jax when it is not installed
-    sys.path.insert(0, os.path.dirname(_HERE))
-
-from distill_prompts import prompts as make_prompts  # noqa: E402
+from pard_jax.cli import run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,49 +30,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from tqdm import tqdm
 
-    from pard_jax.inference import InferConfig, build
-    from pard_jax.tokenizer import encode_prompt
+    def body():
+        from pard_jax.distill.data import respond, write_pairs
+        from pard_jax.distill.prompts import prompts
+        from pard_jax.speculative.config import InferConfig
+        from pard_jax.speculative.setup import build
 
-    texts = make_prompts(args.num_prompts, seed=args.seed)
-    session = build(InferConfig(target=args.target, mode="ar", max_new_tokens=args.max_new_tokens,
-                                batch_size=args.batch_size))
-    tok = session.tokenizer
-    ids = [encode_prompt(tok, p) for p in texts]
-    order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
-    batches = [order[s:s + args.batch_size] for s in range(0, len(order), args.batch_size)]
+        texts = prompts(args.num_prompts, seed=args.seed)
+        pipeline = build(InferConfig(target=args.target, mode="ar", max_new_tokens=args.max_new_tokens,
+                                     batch_size=args.batch_size))
+        responses, stats = respond(pipeline, texts, args.batch_size)
+        write_pairs(args.out, texts, responses)
+        new, wall = stats["generated_tokens"], stats["seconds"]
+        print(f"wrote {len(texts)} examples to {args.out}: {new} generated tokens ({stats['prompt_tokens']} prompt "
+              f"tokens) in {wall:.1f}s, {new / max(wall, 1e-9):.1f} tokens/s overall "
+              f"(batch size {args.batch_size}, max {args.max_new_tokens} new tokens)", flush=True)
 
-    responses: list[str | None] = [None] * len(texts)
-    total_new = 0
-    gen_seconds = 0.0
-    t0 = time.perf_counter()
-    bar = tqdm(batches, desc="generate", unit="batch", dynamic_ncols=True)
-    for batch in bar:
-        tb = time.perf_counter()
-        results = session.generator.generate([ids[i] for i in batch])
-        gen_seconds += time.perf_counter() - tb
-        for i, r in zip(batch, results):
-            responses[i] = tok.decode(r.token_ids, skip_special_tokens=True)
-            total_new += len(r.token_ids)
-        bar.set_postfix(tok_s=f"{total_new / max(gen_seconds, 1e-9):.1f}")
-    bar.close()
-    wall = time.perf_counter() - t0
-
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(out_dir, exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for p, r in zip(texts, responses):
-            f.write(json.dumps({"prompt": p, "response": r}, ensure_ascii=False) + "\n")
-    os.replace(tmp, args.out)
-
-    prompt_tokens = sum(len(x) for x in ids)
-    print(f"wrote {len(texts)} examples to {args.out}: {total_new} generated tokens ({prompt_tokens} prompt tokens) "
-          f"in {wall:.1f}s, {total_new / max(wall, 1e-9):.1f} tokens/s overall "
-          f"(batch size {args.batch_size}, max {args.max_new_tokens} new tokens)", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return run_cli(body)

@@ -1,6 +1,6 @@
 """Generate text with a target model: plain (ar), vanilla speculative (sd) or PARD (pard) decoding.
 
-python infer/generate.py [--config configs/infer/default.yaml] [--target SPEC] [--draft SPEC] [--mode ar|sd|pard]
+python infer/generate.py [--config CONFIG] [--target SPEC] [--draft SPEC] [--mode ar|sd|pard]
     [-k K] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--batch-size B]
     (--prompt TEXT | --prompts-file FILE) [--no-chat-template] [--json] [--compare-ar]
 """
@@ -8,27 +8,25 @@ python infer/generate.py [--config configs/infer/default.yaml] [--target SPEC] [
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pard_jax.cli import run_cli
+from pard_jax.errors import UserError
+from pard_jax.speculative.config import DEFAULT_CONFIG
+from pard_jax.speculative.loop import Mode
+from pard_jax.speculative.prompts import log
 
-from pard_jax.errors import UserError  # noqa: E402
 
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "infer",
-                              "default.yaml")
-
-
-def parse_args(argv):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML inference config (default: %(default)s)")
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help="YAML inference config (default: the packaged one, PARD k=4 with the shipped draft)")
     p.add_argument("--target", help="target model SPEC: HF dir, .gguf file, hub id, or smollm2-135m-instruct")
     p.add_argument("--draft", help="draft model SPEC (modes sd and pard)")
     p.add_argument("--draft-layers", type=int, help="use only the draft's first N layers")
-    p.add_argument("--mode", choices=["ar", "sd", "pard"])
+    p.add_argument("--mode", choices=[m.value for m in Mode])
     p.add_argument("-k", type=int, dest="k", help="draft tokens per iteration (1..32)")
     p.add_argument("--mask-token-id", type=int, help="PARD mask token id (default: the draft's pard_token)")
     p.add_argument("--max-new-tokens", type=int)
@@ -52,16 +50,10 @@ def parse_args(argv):
 
 def load_config(args):
     from pard_jax.config_io import load_config as load
-    from pard_jax.inference import InferConfig
+    from pard_jax.config_io import overrides_from_args
+    from pard_jax.speculative.config import InferConfig
 
-    overrides = list(args.overrides)
-    for field in dataclasses.fields(InferConfig):
-        value = getattr(args, field.name, None)
-        if value is not None:
-            overrides.append(f"{field.name}={json.dumps(value)}")
-    if args.no_chat_template:
-        overrides.append("chat_template=false")
-    return load(InferConfig, args.config, overrides)
+    return load(InferConfig, args.config, overrides_from_args(args, InferConfig))
 
 
 class Printer:
@@ -112,9 +104,7 @@ def compare_with_ar(gen, ids, cfg, results, out, repeats: int = 2) -> None:
     least disturbed by anything else on the machine). Silent runs make the same host round trips as a
     streamed one.
     """
-    from pard_jax.inference import log
-
-    ar = gen.with_mode("ar")
+    ar = gen.with_mode(Mode.AR)
     silent = (lambda *_: None) if gen.chunk_iterations else None
     log(f"timing {cfg.mode} and ar on the same prompt(s), best of {repeats} warm runs each ...")
     ar_results, _ = timed_generate(ar, ids, cfg.seed, silent)  # compiles and warms up ar
@@ -136,44 +126,39 @@ def compare_with_ar(gen, ids, cfg, results, out, repeats: int = 2) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        from pard_jax.inference import build, log, read_prompts
-        from pard_jax.tokenizer import encode_prompt
-
-        cfg = load_config(args)
-        prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts_file)
-        if any(not p.strip() for p in prompts):
-            raise UserError("a prompt is empty; give non-empty prompts")
-        session = build(cfg)
-        tok, gen = session.tokenizer, session.generator
-        ids = [encode_prompt(tok, p, cfg.chat_template) for p in prompts]
-        printer = None
-        if not args.json:
-            stream = sys.stdout.isatty() and cfg.batch_size == 1
-            gen.chunk_iterations = cfg.stream_every if stream else 0
-            printer = Printer(tok, prompts, stream)
-        log(f"generating {len(prompts)} prompt(s), mode {cfg.mode}" + (f", k={cfg.k}" if cfg.mode != "ar" else ""))
-        results, seconds = timed_generate(gen, ids, cfg.seed, printer)
-        for prompt, r in zip(prompts, results):
-            if args.json:
-                print(json.dumps({
-                    "prompt": prompt, "mode": cfg.mode, "k": gen.engine.draft_len,
-                    "text": tok.decode(r.token_ids, skip_special_tokens=True),
-                    "token_ids": r.token_ids, "num_generated": r.num_generated, "target_calls": r.target_calls,
-                    "mean_accepted": r.mean_accepted, "accept_rate_by_position": r.accept_rate_by_position,
-                    "tokens_per_second": r.tokens_per_second}), flush=True)
-        out = sys.stderr if args.json else sys.stdout
-        label = f"{cfg.mode}{'' if cfg.mode == 'ar' else f' k={cfg.k}'}"
-        summarize(label, results, seconds, gen.compile_seconds, out)
-        if args.compare_ar and cfg.mode != "ar":
-            compare_with_ar(gen, ids, cfg, results, out)
-        return 0
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_cli(lambda: generate(args))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def generate(args) -> int:
+    from pard_jax.speculative.prompts import read_prompts
+    from pard_jax.speculative.setup import build
+    from pard_jax.weights.tokenizer import encode_prompt
+
+    cfg = load_config(args)
+    prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts_file)
+    if any(not p.strip() for p in prompts):
+        raise UserError("a prompt is empty; give non-empty prompts")
+    pipeline = build(cfg)
+    tok, gen = pipeline.tokenizer, pipeline.generator
+    ids = [encode_prompt(tok, p, cfg.chat_template) for p in prompts]
+    printer = None
+    if not args.json:
+        stream = sys.stdout.isatty() and cfg.batch_size == 1
+        gen.chunk_iterations = cfg.stream_every if stream else 0
+        printer = Printer(tok, prompts, stream)
+    label = f"{cfg.mode}" + (f" k={cfg.k}" if cfg.mode.uses_draft else "")
+    log(f"generating {len(prompts)} prompt(s), mode {cfg.mode}" + (f", k={cfg.k}" if cfg.mode.uses_draft else ""))
+    results, seconds = timed_generate(gen, ids, cfg.seed, printer)
+    for prompt, r in zip(prompts, results):
+        if args.json:
+            print(json.dumps({
+                "prompt": prompt, "mode": cfg.mode, "k": gen.loop.draft_len,
+                "text": tok.decode(r.token_ids, skip_special_tokens=True),
+                "token_ids": r.token_ids, "num_generated": r.num_generated, "target_calls": r.target_calls,
+                "mean_accepted": r.mean_accepted, "accept_rate_by_position": r.accept_rate_by_position,
+                "tokens_per_second": r.tokens_per_second}), flush=True)
+    out = sys.stderr if args.json else sys.stdout
+    summarize(label, results, seconds, gen.compile_seconds, out)
+    if args.compare_ar and cfg.mode.uses_draft:
+        compare_with_ar(gen, ids, cfg, results, out)
+    return 0
