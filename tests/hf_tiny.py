@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import transformers
 
-from pard_jax.gguf_weights import gguf_to_hf_name
+from pard_jax.weights.gguf import gguf_to_hf_name
 
 TINY = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2)
@@ -31,7 +31,7 @@ KINDS = {
 }
 
 
-def tiny_config(kind: str, **overrides) -> transformers.PretrainedConfig:
+def hf_config(kind: str, **overrides) -> transformers.PretrainedConfig:
     cls, extra = KINDS[kind]
     kw = {**TINY, **extra, **overrides}
     if "rope_scaling" in kw and "rope_parameters" not in kw:  # transformers 5 name
@@ -64,7 +64,7 @@ def make_model(cfg: transformers.PretrainedConfig, seed: int = 0) -> torch.nn.Mo
 
 def make_tiny(kind: str, out_dir: str, seed: int = 0, max_shard_size: str | None = None, **overrides):
     """Build a tiny random model of `kind`, save it to `out_dir`; returns the torch model."""
-    model = make_model(tiny_config(kind, **overrides), seed)
+    model = make_model(hf_config(kind, **overrides), seed)
     kw = {"max_shard_size": max_shard_size} if max_shard_size else {}
     model.save_pretrained(out_dir, **kw)
     return model
@@ -78,7 +78,7 @@ def torch_logits(model: torch.nn.Module, tokens: np.ndarray) -> np.ndarray:
 def jax_logits(params, cfg, tokens: np.ndarray) -> np.ndarray:
     import jax.numpy as jnp
 
-    from pard_jax.model import forward
+    from pard_jax.models.decoder import forward
 
     tokens = jnp.asarray(tokens, jnp.int32)
     positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
@@ -113,14 +113,14 @@ def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def _hf_to_gguf_name(hf: str) -> str:
-    """Invert pard_jax.gguf_weights' table by probing it (keeps the two tables from drifting apart)."""
+    """Invert pard_jax.weights.gguf's table by probing it (keeps the two tables from drifting apart)."""
     import re
 
     m = re.fullmatch(r"model\.layers\.(\d+)\.(.*)", hf)
     i = m.group(1) if m else None
-    from pard_jax.gguf_weights import _GGUF_TO_HF
+    from pard_jax.weights.gguf import GGUF_TO_HF
 
-    for g, h in _GGUF_TO_HF:
+    for g, h in GGUF_TO_HF:
         if (h.format(i=i) if i is not None else h) == hf:
             name = g.format(i=i) if i is not None else g
             assert gguf_to_hf_name(name) == hf

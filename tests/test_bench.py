@@ -1,17 +1,14 @@
-"""infer/bench.py end to end on a tiny random model: every mode on the same prompts in one run, the three
-output files, speedups against the ar row, speculative rows identical to ar, and the transformers rows."""
+"""The benchmark program (pard_jax.cli.bench, infer/bench.py) end to end on a tiny random model: every mode on
+the same prompts in one run, the three output files, speedups against the ar row, speculative rows identical to
+ar, and the transformers rows."""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 
-import hf_tiny
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "infer"))
-import bench  # noqa: E402
+from pard_jax.cli import bench
+from tests import hf_tiny
 
 
 def test_bench_writes_results_table_and_plot(tmp_path, capsys):

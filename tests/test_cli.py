@@ -1,5 +1,6 @@
-"""infer/generate.py: the JSON contract, PARD == AR on the real SmolLM2 (with the shipped draft and with the
-target itself as an untrained draft), the demo's comparison with ar, and bad input."""
+"""The generation program (pard_jax.cli.generate, infer/generate.py): the JSON contract, PARD == AR on the real
+SmolLM2 (with the shipped draft and with the target itself as an untrained draft), the demo's comparison with ar,
+and bad input."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import sys
 
 import pytest
 
+from pard_jax.cli import generate
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "infer"))
-import generate  # noqa: E402
 
 PROMPTS = ["What is 7 times 8?", "Name three colors.", "Write a haiku about the sea."]
 
@@ -72,7 +73,8 @@ def test_sd_equals_ar_on_smollm2_with_a_truncated_draft(capsys):
 
 
 def test_default_config_decodes_with_the_shipped_pard_draft(capsys, prompts_file):
-    """configs/infer/default.yaml: PARD with drafts/smollm2-135m-pard; same tokens as ar, and it accepts."""
+    """The packaged default config: PARD with the packaged draft smollm2-135m-pard; same tokens as ar, and it
+    accepts."""
     args = ["--prompts-file", prompts_file, "--max-new-tokens", "48", "--json", "--batch-size", "3"]
     rc, out, _ = run_cli(capsys, *args)
     assert rc == 0
@@ -147,9 +149,10 @@ def test_every_infer_config_parses():
     import glob
 
     from pard_jax.config_io import load_config
-    from pard_jax.inference import InferConfig, validate
+    from pard_jax.speculative.config import DEFAULT_CONFIG, InferConfig, validate
 
-    paths = sorted(glob.glob(os.path.join(ROOT, "configs", "infer", "*.yaml")))
-    assert paths
-    for path in paths:
+    assert os.path.isfile(DEFAULT_CONFIG)
+    for path in [DEFAULT_CONFIG, *sorted(glob.glob(os.path.join(ROOT, "configs", "infer", "*.yaml")))]:
         validate(load_config(InferConfig, path))
+    cfg = load_config(InferConfig, DEFAULT_CONFIG)
+    assert (cfg.mode, cfg.draft, cfg.k) == ("pard", "smollm2-135m-pard", 4)

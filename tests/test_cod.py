@@ -1,4 +1,5 @@
-"""COD sampling, packing, and the packed-COD loss == the explicit full-PARD-mask loss (DESIGN §1)."""
+"""COD sampling, packing, and the packed-COD loss == the loss under the explicit full PARD mask (the reference
+layout: the sequence followed by k-1 blocks of mask tokens)."""
 
 import functools
 
@@ -7,9 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pard_jax import cod, packing, train_step
-from pard_jax.model import forward, init_params
-from pard_jax.model_config import ModelConfig
+from pard_jax.models.config import ModelConfig
+from pard_jax.models.decoder import forward, init_params
+from pard_jax.training import cod, packing
+from pard_jax.training import step as train_step
 
 MASK_ID = 3
 TINY = ModelConfig(architecture="LlamaForCausalLM", vocab_size=48, hidden_size=32, intermediate_size=64, num_layers=2,
@@ -38,11 +40,11 @@ def test_cod_keeps_the_chain_and_the_budget(length, k, r, r_min, seed):
 def test_cod_token_count_follows_the_reference_budget():
     length = 2000
     kept = cod.sample_kept(length, 8, 0.7, 0.2, np.random.default_rng(0))
-    per_block = [k.size / length for k in kept]
+    per_block = [block.size / length for block in kept]
     np.testing.assert_allclose(per_block, [max(0.7 ** j, 0.2) if j else 1.0 for j in range(8)], atol=0.005)
     assert sum(per_block) == pytest.approx(3.373, abs=0.01)  # vs 8 without COD
     full = cod.sample_kept(length, 8, 1.0, 1.0, np.random.default_rng(0))
-    assert [k.size for k in full] == [length] + [length - 1 - j for j in range(1, 8)]
+    assert [block.size for block in full] == [length] + [length - 1 - j for j in range(1, 8)]
 
 
 def test_cod_is_deterministic_given_the_rng():
@@ -64,11 +66,11 @@ def test_kept_tokens_fields():
     np.testing.assert_array_equal(ex["labels"], [-1, 12, 13, 14, -1, 12, 14, 13])
 
 
-@pytest.mark.parametrize("bad", [dict(para_num=0), dict(r=0.0), dict(r=1.5), dict(r_min=0.0), dict(r_min=-0.1)])
+@pytest.mark.parametrize("bad", [dict(k=0), dict(r=0.0), dict(r=1.5), dict(r_min=0.0), dict(r_min=-0.1)])
 def test_bad_pard_settings_are_user_errors(bad):
     from pard_jax.errors import UserError
 
-    args = dict(para_num=8, r=0.7, r_min=0.2) | bad
+    args = dict(k=8, r=0.7, r_min=0.2) | bad
     with pytest.raises(UserError, match="pard."):
         cod.validate_pard(**args)
 
@@ -114,17 +116,17 @@ def params():
     return jax.jit(init_params, static_argnums=0)(TINY, jax.random.key(1))
 
 
-def full_pard_mask(length: int, para_num: int) -> np.ndarray:
-    """[K·L, K·L] mask of the reference layout: the sequence, then K-1 blocks of L mask tokens.
+def full_pard_mask(length: int, k: int) -> np.ndarray:
+    """[k·L, k·L] mask of the reference layout: the sequence, then k-1 blocks of L mask tokens.
 
     Built block by block from the chain rule: query block jq at t sees block 0 up to its anchor
     t - jq, and, in each mask block jk <= jq, the one token with the same anchor.
     """
-    n = para_num * length
+    n = k * length
     mask = np.zeros((n, n), bool)
     t = np.arange(length)
-    for jq in range(para_num):
-        for jk in range(para_num):
+    for jq in range(k):
+        for jk in range(k):
             if jk == 0:
                 sub = t[None, :] <= (t[:, None] - jq)
             elif jk <= jq:
@@ -140,8 +142,8 @@ def _jit_forward(params, cfg, tokens, positions, mask):
     return forward(params, cfg, tokens, positions, new_mask=mask)
 
 
-def explicit_mask_sums(params, cfg, ids, targets, kept, para_num, layout_length=None):
-    """Loss sum and per-block hits over the kept tokens, from one forward of the full K·L layout.
+def explicit_mask_sums(params, cfg, ids, targets, kept, k, layout_length=None):
+    """Loss sum and per-block hits over the kept tokens, from one forward of the full k·L layout.
 
     `layout_length` >= L appends filler tokens to the sequence (one compiled shape for several
     examples); under the chain mask no token at t < L sees a token at t >= L.
@@ -149,14 +151,14 @@ def explicit_mask_sums(params, cfg, ids, targets, kept, para_num, layout_length=
     length = ids.shape[0]
     n = layout_length or length
     seq = np.concatenate([ids, np.full(n - length, 7, np.int32)])
-    tokens = np.concatenate([seq] + [np.full(n, MASK_ID, np.int32)] * (para_num - 1))
-    positions = np.tile(np.arange(n, dtype=np.int32), para_num)
-    mask = full_pard_mask(n, para_num)
+    tokens = np.concatenate([seq] + [np.full(n, MASK_ID, np.int32)] * (k - 1))
+    positions = np.tile(np.arange(n, dtype=np.int32), k)
+    mask = full_pard_mask(n, k)
     logits = _jit_forward(params, cfg, jnp.asarray(tokens)[None], jnp.asarray(positions)[None],
                           jnp.asarray(mask)[None])[0]
     logp = np.asarray(jax.nn.log_softmax(logits, axis=-1), np.float64)
     pred = np.asarray(jnp.argmax(logits, axis=-1))
-    loss, hits, counts = 0.0, np.zeros(para_num), np.zeros(para_num)
+    loss, hits, counts = 0.0, np.zeros(k), np.zeros(k)
     for j, ts in enumerate(kept):
         for t in ts.tolist():
             if t + 1 < length and targets[t + 1]:
@@ -178,7 +180,7 @@ def _tiny_examples(lengths, seed):
     return out
 
 
-@pytest.mark.parametrize("para_num,r,r_min,lengths", [
+@pytest.mark.parametrize("k,r,r_min,lengths", [
     (4, 0.7, 0.2, (23, 9, 16)),
     (8, 0.7, 0.2, (30, 12)),
     (3, 0.5, 0.5, (40,)),
@@ -186,19 +188,19 @@ def _tiny_examples(lengths, seed):
     (2, 1.0, 1.0, (21, 8)),
     (1, 0.7, 0.2, (19, 6)),
 ])
-def test_packed_cod_loss_equals_explicit_full_mask_loss(para_num, r, r_min, lengths, params):
-    rng = np.random.default_rng(sum(lengths) + para_num)
-    examples = _tiny_examples(lengths, para_num)
-    kept = [cod.sample_kept(len(ids), para_num, r, r_min, rng) for ids, _ in examples]
-    cod_examples = [cod.kept_tokens(ids, tg, k, MASK_ID) for (ids, tg), k in zip(examples, kept)]
+def test_packed_cod_loss_equals_explicit_full_mask_loss(k, r, r_min, lengths, params):
+    rng = np.random.default_rng(sum(lengths) + k)
+    examples = _tiny_examples(lengths, k)
+    kept = [cod.sample_kept(len(ids), k, r, r_min, rng) for ids, _ in examples]
+    cod_examples = [cod.kept_tokens(ids, tg, ex_kept, MASK_ID) for (ids, tg), ex_kept in zip(examples, kept)]
     row_length = sum(e["tokens"].size for e in cod_examples) + 5  # one row, with padding
     (row,) = packing.pack(cod_examples, row_length)
-    batch = {k: jnp.asarray(v)[None] for k, v in row.items()}
-    loss_sum, stats = jax.jit(lambda p, b: train_step.loss_sums(p, TINY, b, para_num))(params, batch)
+    batch = {name: jnp.asarray(v)[None] for name, v in row.items()}
+    loss_sum, stats = jax.jit(lambda p, b: train_step.loss_sums(p, TINY, b, k))(params, batch)
 
-    want_loss, want_hits, want_counts = 0.0, np.zeros(para_num), np.zeros(para_num)
-    for (ids, tg), k in zip(examples, kept):
-        l, h, c = explicit_mask_sums(params, TINY, ids, tg, k, para_num, layout_length=max(lengths))
+    want_loss, want_hits, want_counts = 0.0, np.zeros(k), np.zeros(k)
+    for (ids, tg), ex_kept in zip(examples, kept):
+        l, h, c = explicit_mask_sums(params, TINY, ids, tg, ex_kept, k, layout_length=max(lengths))
         want_loss, want_hits, want_counts = want_loss + l, want_hits + h, want_counts + c
     assert float(loss_sum) == pytest.approx(want_loss, rel=2e-5)
     np.testing.assert_array_equal(np.asarray(stats["count_by_block"]), want_counts)
@@ -214,7 +216,7 @@ def test_breaking_the_chain_changes_the_loss(params):
     broken = [kept[0], np.array([5], np.int32), kept[2]]  # (2, 10) has lost (1, 9)
     ex = cod.kept_tokens(ids, tg, broken, MASK_ID)
     (row,) = packing.pack([ex], ex["tokens"].size)
-    batch = {k: jnp.asarray(v)[None] for k, v in row.items()}
+    batch = {name: jnp.asarray(v)[None] for name, v in row.items()}
     loss_sum, _ = jax.jit(lambda p, b: train_step.loss_sums(p, TINY, b, 3))(params, batch)
     want, _, _ = explicit_mask_sums(params, TINY, ids, tg, broken, 3)
     assert abs(float(loss_sum) - want) > 1e-4

@@ -1,15 +1,17 @@
-"""The speculative engine: greedy output equals the target's, batches, EOS, static shapes."""
+"""The decoding loop: greedy output equals the target's, batches, EOS, static shapes, no recompilation."""
 
 from __future__ import annotations
+
+import collections
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pard_jax import decoding
-from pard_jax.decoding import Engine
-from pard_jax.generation import Generator
+from pard_jax.speculative import generator
+from pard_jax.speculative.generator import Generator
+from pard_jax.speculative.loop import DecodeLoop
 from tests.tiny_models import tiny_config, tiny_params
 
 CFG = tiny_config()
@@ -19,9 +21,9 @@ MASK = 3
 
 
 def run(mode, k, prompts, draft=None, max_new=24, eos=(), batch_size=1, chunk=0, seed=0):
-    engine = Engine(CFG, mode=mode, k=k, draft_cfg=CFG if mode != "ar" else None, mask_id=MASK,
-                    max_new_tokens=max_new, eos_ids=eos)
-    gen = Generator(engine, TARGET, draft, batch_size=batch_size, chunk_iterations=chunk)
+    loop = DecodeLoop(CFG, mode=mode, k=k, draft_cfg=CFG if mode != "ar" else None, mask_id=MASK,
+                      max_new_tokens=max_new, eos_ids=eos)
+    gen = Generator(loop, TARGET, draft, batch_size=batch_size, chunk_iterations=chunk)
     return gen.generate(prompts, seed=seed)
 
 
@@ -93,14 +95,33 @@ def test_greedy_equality_property(seed, lengths, mode):
     assert got == expected
 
 
-def test_no_recompilation_across_iterations_chunks_and_prompt_lengths():
-    engine = Engine(CFG, mode="pard", k=4, draft_cfg=CFG, mask_id=MASK, max_new_tokens=20)
-    gen = Generator(engine, TARGET, WEAK_DRAFT, batch_size=2, chunk_iterations=2)
-    before = decoding.TRACE_COUNTS.copy()
+class CountingLowerings:
+    """Stands in for a jitted program and counts how often it is lowered (= compiled)."""
+
+    def __init__(self, jitted, counts: collections.Counter, name: str):
+        self.jitted, self.counts, self.name = jitted, counts, name
+
+    def lower(self, *args):
+        self.counts[self.name] += 1
+        return self.jitted.lower(*args)
+
+    def __call__(self, *args):
+        return self.jitted(*args)
+
+
+def test_no_recompilation_across_iterations_chunks_and_prompt_lengths(monkeypatch):
+    lowered = collections.Counter()
+    monkeypatch.setattr(generator, "start_jit", CountingLowerings(generator.start_jit, lowered, "start"))
+    monkeypatch.setattr(generator, "run_jit", CountingLowerings(generator.run_jit, lowered, "run"))
+    generator.compiled_programs.cache_clear()  # programs of earlier tests would hide this test's compilations
+    loop = DecodeLoop(CFG, mode="pard", k=4, draft_cfg=CFG, mask_id=MASK, max_new_tokens=20)
+    gen = Generator(loop, TARGET, WEAK_DRAFT, batch_size=2, chunk_iterations=2)
     gen.generate([[1, 2, 3], [4] * 20])  # prompt bucket 32, many chunks
     gen.generate([[7] * 31, [8] * 9, [9, 9]])  # same buckets: batch of 2 then a batch of 1 (bucket 1)
-    after = decoding.TRACE_COUNTS
-    assert after["start"] - before["start"] == 2  # batch buckets 2 and 1
-    assert after["run"] - before["run"] == 2
+    assert lowered == {"start": 2, "run": 2}  # batch buckets 2 and 1
+    assert generator.compiled_programs.cache_info().misses == 2 and gen.compile_seconds > 0
     gen.generate([[5] * 25, [6] * 3])
-    assert decoding.TRACE_COUNTS == after
+    # A new Generator for the same loop (as bench and --compare-ar make with `with_mode`) shares the programs.
+    again = gen.with_mode("pard", 4)
+    again.generate([[3] * 7])
+    assert lowered == {"start": 2, "run": 2} and again.compile_seconds == 0.0

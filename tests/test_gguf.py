@@ -14,11 +14,11 @@ import pytest
 import torch
 import transformers
 
-from pard_jax.cache import init_cache
-from pard_jax.gguf_weights import smollm2_gguf_path
-from pard_jax.model import forward_cached
-from pard_jax.tokenizer import encode_prompt, load_tokenizer
-from pard_jax.weights import SMOLLM2_ALIAS, load_model, params_to_hf
+from pard_jax.models.cache import init_cache
+from pard_jax.models.decoder import forward_cached
+from pard_jax.weights.sources import SMOLLM2_ALIAS, load_model, smollm2_gguf_path
+from pard_jax.weights.table import params_to_hf
+from pard_jax.weights.tokenizer import encode_prompt, load_tokenizer
 from tests import hf_tiny
 
 torch.set_num_threads(1)  # shared cores: one torch thread is several times faster than two contending ones

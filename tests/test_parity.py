@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pard_jax.weights import load_model
+from pard_jax.weights.sources import load_model
 from tests import hf_tiny
 
 torch.set_num_threads(1)  # the test machine's cores are shared; one thread avoids oversubscription stalls
@@ -58,7 +58,7 @@ def test_num_layers_truncation_matches_hf_with_those_layers(kind, tmp_path):
     assert loaded.cfg.num_layers == 2
     assert loaded.params["layers"]["attn"]["q_proj"]["kernel"].shape[0] == 2
     # The same weights in an HF model built with only 2 layers (embed, final norm and head unchanged).
-    short = hf_tiny.make_model(hf_tiny.tiny_config(kind, num_hidden_layers=2), seed=1)
+    short = hf_tiny.make_model(hf_tiny.hf_config(kind, num_hidden_layers=2), seed=1)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("model.layers.2.")}
     short.load_state_dict(state, strict=True)
     tokens = hf_tiny.sample_tokens(loaded.cfg.vocab_size)
@@ -71,7 +71,7 @@ def test_num_layers_truncation_matches_hf_with_those_layers(kind, tmp_path):
 def test_tiny_gguf_matches_its_hf_source(kind, arch, tmp_path, monkeypatch):
     """A float32 GGUF written like llama.cpp's converter (q/k rows permuted for llama) loads to the same logits."""
     monkeypatch.setenv("PARD_JAX_CACHE", str(tmp_path / "cache"))
-    model = hf_tiny.make_model(hf_tiny.tiny_config(kind))
+    model = hf_tiny.make_model(hf_tiny.hf_config(kind))
     path = str(tmp_path / f"tiny-{kind}.gguf")
     hf_tiny.write_tiny_gguf(model, path, arch)
     loaded = load_model(path)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pard_jax import model
-from pard_jax.decoding import Engine
-from pard_jax.generation import Generator
-from pard_jax.sampling import SamplingParams, probabilities
+from pard_jax.models import decoder
+from pard_jax.speculative.generator import Generator
+from pard_jax.speculative.loop import DecodeLoop
+from pard_jax.speculative.sampling import SamplingParams, probabilities
 from tests.tiny_models import tiny_config, tiny_params
 
 V = 12
@@ -26,16 +26,16 @@ def exact_joint(params, sp: SamplingParams) -> np.ndarray:
     """[V, V] probability of the first two generated tokens under plain sampling from `params`."""
     seqs = jnp.array([PROMPT + [x] for x in range(V)])
     pos = jnp.broadcast_to(jnp.arange(seqs.shape[1]), seqs.shape)
-    logits = model.forward(params, CFG, seqs, pos)
+    logits = decoder.forward(params, CFG, seqs, pos)
     p1 = probabilities(logits[0, -2], sp)  # after the prompt
     p2 = probabilities(logits[:, -1], sp)  # after prompt + x1
     return np.asarray(p1[:, None] * p2)
 
 
 def sample_pairs(mode, k, sp, seed=0) -> np.ndarray:
-    engine = Engine(CFG, mode=mode, k=k, draft_cfg=CFG if mode != "ar" else None, mask_id=V - 1,
-                    sampling=sp, max_new_tokens=2)
-    gen = Generator(engine, TARGET, DRAFT if mode != "ar" else None, batch_size=SAMPLES)
+    loop = DecodeLoop(CFG, mode=mode, k=k, draft_cfg=CFG if mode != "ar" else None, mask_id=V - 1,
+                      sampling=sp, max_new_tokens=2)
+    gen = Generator(loop, TARGET, DRAFT if mode != "ar" else None, batch_size=SAMPLES)
     res = gen.generate([PROMPT] * SAMPLES, seed=seed)
     counts = np.zeros((V, V))
     for r in res:
@@ -81,7 +81,7 @@ def test_top_p_and_top_k_truncate():
 
 def test_acceptance_rule_keeps_exact_distribution_for_one_step():
     """accept_sampling on fixed p, q: the first token's distribution is p (many independent trials)."""
-    from pard_jax.acceptance import accept_sampling
+    from pard_jax.speculative.steps import accept_sampling
 
     p = jnp.array([[0.6, 0.3, 0.1, 0.0], [0.25, 0.25, 0.25, 0.25]])[None]  # [1, k+1=2, 4]
     q = jnp.array([[0.1, 0.1, 0.4, 0.4]])[None]  # [1, k=1, 4]

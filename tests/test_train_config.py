@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from pard_jax.errors import UserError
-from pard_jax.train_config import TrainConfig, load_train_config
+from pard_jax.training.config import TrainConfig, load_train_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(REPO, "configs", "train", "smoke.yaml")
@@ -18,7 +18,7 @@ DATA = os.path.join(REPO, "configs", "train", "data", "smoke.jsonl")
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "train", "*.yaml"))))
 def test_every_shipped_config_parses(path):
     cfg = load_train_config(path)
-    assert isinstance(cfg, TrainConfig) and cfg.pard.para_num >= 1 and cfg.data.paths
+    assert isinstance(cfg, TrainConfig) and cfg.pard.k >= 1 and cfg.data.paths
 
 
 def test_overrides_and_unknown_keys():
@@ -49,7 +49,7 @@ def test_bad_input_gives_one_sentence_and_a_nonzero_exit(tmp_path):
         "missing data file": (["data.paths=[/nonexistent/data.jsonl]"], "does not exist"),
         "empty dataset": ([f"data.paths=[{tmp_path / 'empty.jsonl'}]"], "no examples"),
         "mesh size": (["mesh.data=3"], "mesh"),
-        "para_num": (["pard.para_num=0"], "para_num"),
+        "k": (["pard.k=0"], "pard.k"),
         "r": (["pard.r=1.5"], "pard.r "),
         "r_min": (["pard.r_min=0"], "r_min"),
         "mask id": (["pard.mask_token_id=264"], "mask_token_id"),

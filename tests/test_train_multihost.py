@@ -12,10 +12,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DRIVER = textwrap.dedent("""
     import json, os, sys
-    sys.path[:0] = [REPO, os.path.join(REPO, "train")]
-    import train as T
-    cfg = T.load_train_config(os.path.join(REPO, "configs/train/smoke.yaml"), sys.argv[1:])
-    logged = T.run(cfg, progress=False)
+    from pard_jax.training.config import load_train_config
+    from pard_jax.training.trainer import run
+    cfg = load_train_config(os.path.join(REPO, "configs/train/smoke.yaml"), sys.argv[1:])
+    logged = run(cfg, progress=False)
     import jax
     print("RESULT " + json.dumps({"process": jax.process_index(), "count": jax.process_count(),
                                   "devices": jax.device_count(), "local": jax.local_device_count(),
@@ -39,7 +39,7 @@ def test_two_processes_agree_on_the_loss(tmp_path):
               "distributed.enabled=true", f"distributed.coordinator_address=127.0.0.1:{port}",
               "distributed.num_processes=2"]
     procs = [subprocess.Popen([sys.executable, "-c", code, *common, f"distributed.process_id={i}"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     outs = []
     try:
         for p in procs:

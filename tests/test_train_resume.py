@@ -1,41 +1,29 @@
 """Kill and resume: steps after resuming from a checkpoint give the same losses as an uninterrupted run,
 and a partly written checkpoint is never loaded."""
 
-import importlib.util
 import json
 import os
-import sys
 
 import pytest
+
+from pard_jax.training import trainer
+from pard_jax.training.config import load_train_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_program():
-    spec = importlib.util.spec_from_file_location("pard_train_program", os.path.join(REPO, "train", "train.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="module")
-def program():
-    return load_program()
-
-
-def _cfg(program, run_dir, *extra):
-    return program.load_train_config(os.path.join(REPO, "configs/train/smoke.yaml"), [
+def _cfg(run_dir, *extra):
+    return load_train_config(os.path.join(REPO, "configs/train/smoke.yaml"), [
         f"run_dir={run_dir}", f"data.paths=[{REPO}/configs/train/data/smoke.jsonl]", "train.steps=8",
         "train.log_every=1", "checkpoint.every=2", "checkpoint.keep=2", "optimizer.warmup_steps=2", *extra])
 
 
-def test_kill_and_resume_matches_an_uninterrupted_run(program, tmp_path):
-    full = program.run(_cfg(program, tmp_path / "a"), progress=False)
+def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
+    full = trainer.run(_cfg(tmp_path / "a"), progress=False)
     assert [r["step"] for r in full] == list(range(1, 9))
 
     run_dir = tmp_path / "b"
-    first = program.run(_cfg(program, run_dir), stop_after=5, progress=False)  # "killed" after step 5
+    first = trainer.run(_cfg(run_dir), stop_after=5, progress=False)  # "killed" after step 5
     assert [r["step"] for r in first] == [1, 2, 3, 4, 5]
     ckpts = run_dir / "checkpoints"
     assert sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit()) == [2, 4]
@@ -44,7 +32,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(program, tmp_path):
     (partial / "params").mkdir(parents=True)
     (partial / "params" / "garbage").write_text("not a checkpoint")
 
-    rest = program.run(_cfg(program, run_dir), progress=False)
+    rest = trainer.run(_cfg(run_dir), progress=False)
     assert [r["step"] for r in rest] == [5, 6, 7, 8]  # resumed from step 4, not the partial 6
     for got, want in zip(first[:4] + rest, full):
         assert got["step"] == want["step"]
@@ -56,4 +44,4 @@ def test_kill_and_resume_matches_an_uninterrupted_run(program, tmp_path):
     assert len(rest[-1]["accuracy_by_block"]) == 4
 
     # Finished: running again trains nothing more.
-    assert program.run(_cfg(program, run_dir), progress=False) == []
+    assert trainer.run(_cfg(run_dir), progress=False) == []

@@ -10,29 +10,29 @@ import textwrap
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = textwrap.dedent("""
-    import dataclasses, json, os, sys
-    sys.path[:0] = [REPO, os.path.join(REPO, "train")]
+    import dataclasses, json, os
     import jax, numpy as np
-    import train as T
-    from pard_jax import data, sharding, train_step
-    from pard_jax.model import init_params, param_logical_axes
+    from pard_jax.models.decoder import init_params
+    from pard_jax.training import pipeline, trainer
+    from pard_jax.training import step as train_step
+    from pard_jax.training.config import load_train_config
 
-    cfg = T.load_train_config(os.path.join(REPO, "configs/train/smoke.yaml"),
+    cfg = load_train_config(os.path.join(REPO, "configs/train/smoke.yaml"),
                               ["run_dir=" + RUN_DIR, "data.paths=[" + os.path.join(REPO, "configs/train/data/smoke.jsonl") + "]",
                                # Adam's first step is lr * g / (|g| + eps): a larger eps keeps float noise in
                                # near-zero gradients from being amplified to a full step.
                                "optimizer.warmup_steps=0", "optimizer.eps=1e-6"])
-    model = T.load_initial_model(cfg)
+    model = trainer.load_initial_model(cfg)
     model.host_params = jax.device_get(init_params(model.cfg, jax.random.key(3)))
-    local = next(data.train_batches(cfg, model.tokenizer))
+    local = next(pipeline.train_batches(cfg, model.tokenizer))
 
     def step(mesh, devices, freeze=(), **train):
         c = dataclasses.replace(cfg, mesh=dataclasses.replace(cfg.mesh, **mesh),
                                 train=dataclasses.replace(cfg.train, **train),
                                 model=dataclasses.replace(cfg.model, freeze=list(freeze)))
-        s = T.build(c, model=model, devices=devices)
-        params, opt_state = T.initial_state(s)
-        params, opt_state, metrics = s.step_fn(params, opt_state, T.global_batch(s, local))
+        s = trainer.build_setup(c, model=model, devices=devices)
+        params, opt_state = trainer.initial_state(s)
+        params, opt_state, metrics = s.step_fn(params, opt_state, trainer.global_batch(s, local))
         shards = sorted({str(x.sharding.spec) for x in jax.tree.leaves(params)})
         return jax.device_get(params), train_step.host_metrics(metrics), shards
 
@@ -67,7 +67,8 @@ SCRIPT = textwrap.dedent("""
 def test_one_step_on_8_devices_equals_one_device(tmp_path):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     code = f"REPO = {REPO!r}\nRUN_DIR = {str(tmp_path)!r}\n" + SCRIPT
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
     res = json.loads(line[len("RESULT "):])

@@ -43,9 +43,9 @@ def test_loss_falls_and_metrics_are_logged(smoke_run):
 def test_export_loads_in_transformers_with_the_same_logits(smoke_run, tmp_path):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from pard_jax.checkpoint import Checkpointer
-    from pard_jax.model import forward, init_params
-    from pard_jax.model_config import ModelConfig
+    from pard_jax.models.config import ModelConfig
+    from pard_jax.models.decoder import forward, init_params
+    from pard_jax.training.checkpoint import Checkpointer
 
     run_dir, _ = smoke_run
     out = tmp_path / "hf"

