@@ -15,7 +15,7 @@ import torch
 import transformers
 
 from pard_jax.models.cache import init_cache
-from pard_jax.models.decoder import forward_cached
+from pard_jax.models.decoder import forward_cached, unstack_layers
 from pard_jax.weights.sources import SMOLLM2_ALIAS, load_model, smollm2_gguf_path
 from pard_jax.weights.table import params_to_hf
 from pard_jax.weights.tokenizer import encode_prompt, load_tokenizer
@@ -81,6 +81,8 @@ def test_logits_close_to_transformers(smol, hf_model, prompt_ids):
 
 def _greedy(params, cfg, prompt: jax.Array, n: int) -> jax.Array:
     """Prefill, then n-1 single-token steps against the KV cache: one jit, one compile."""
+
+    params = unstack_layers(params)
 
     @jax.jit
     def run(params, prompt):

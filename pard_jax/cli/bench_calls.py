@@ -82,7 +82,8 @@ def bench_calls(args) -> None:
 
     target = load_model(args.target)
     draft = load_model(args.draft, num_layers=args.draft_layers, shared_embed=target.params["embed"])
-    tc, dc, tp, dp = target.cfg, draft.cfg, jax.device_put(target.params), jax.device_put(draft.params)
+    tc, dc = target.cfg, draft.cfg
+    tp, dp = (jax.device_put(decoder.unstack_layers(m.params)) for m in (target, draft))
     C, n = 512, args.context
     seq = jax.random.randint(jax.random.key(0), (1, C), 0, 1000).astype(jnp.int32)
     tcache = decoder.prefill(tp, tc, seq[:, :n], init_cache(tc, 1, C))

@@ -1,8 +1,9 @@
 """One Flax Linen decoder for Llama, Qwen2 and Qwen3, used pure-functionally.
 
-`params` (and optionally a KV cache) go in; logits and the new keys/values come out. The layer stack is
-an `nn.scan`, so compile time does not grow with depth. Parameters and activations carry logical axis
-names; `pard_jax.sharding` maps them to mesh axes.
+`params` (and optionally a KV cache) go in; logits and the updated cache come out. Training runs the layers
+as an `nn.scan` over stacked weights (compile time does not grow with depth); decoding runs them as a Python
+loop over per-layer weights and caches (see `Decoder`). Parameters and activations carry logical axis names;
+`pard_jax.sharding` maps them to mesh axes.
 """
 
 from __future__ import annotations
@@ -80,10 +81,14 @@ class Attention(nn.Module):
     dtype: Dtype
 
     @nn.compact
-    def __call__(self, x, cos, sin, new_mask, cache_k, cache_v, cache_mask):
-        """x [B, T, D]; new_mask [B, T, T]; cache_k/v [B, Hkv, S, Dh] or None; cache_mask [B, T, S].
+    def __call__(self, x, cos, sin, mask, cache=None, positions=None):
+        """x [B, T, D] -> (out [B, T, D], cache).
 
-        Returns the output [B, T, D] and this call's (k, v) [B, Hkv, T, Dh] for the cache.
+        Without a cache, `mask` [B, T, T] says which of this call's tokens each token sees (training).
+        With a cache (k, v) [B, Hkv, S, Dh] of one layer, this call's keys/values are first written at each
+        row's `positions` (consecutive, [B, T]), then every token attends to the cache entries at positions
+        up to its own: entries past it are stale (rolled back, or not yet rewritten) and hidden. Returns the
+        updated cache.
         """
         cfg = self.cfg
         B, T, _ = x.shape
@@ -101,24 +106,17 @@ class Attention(nn.Module):
         G = H // Hkv
         qg = q.reshape(B, T, Hkv, G, Dh).transpose(0, 2, 3, 1, 4) * (1.0 / math.sqrt(Dh))
         k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, Hkv, T, Dh]
-        neg = jnp.finfo(jnp.float32).min
+        if cache is not None:
+            cache = write(cache, k, v, positions[:, 0])
+            k, v = cache.k.astype(self.dtype), cache.v.astype(self.dtype)
+            mask = masks.cache_mask(positions, cache.capacity)
         scores = jnp.einsum("bkgtd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32)
-        scores = jnp.where(new_mask[:, None, None], scores, neg)
-        if cache_k is None:
-            probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-            out = jnp.einsum("bkgts,bksd->bkgtd", probs, v)
-        else:
-            S = cache_k.shape[2]
-            cached = jnp.einsum("bkgtd,bksd->bkgts", qg, cache_k.astype(self.dtype),
-                                preferred_element_type=jnp.float32)
-            cached = jnp.where(cache_mask[:, None, None], cached, neg)
-            probs = jax.nn.softmax(jnp.concatenate([cached, scores], axis=-1), axis=-1).astype(self.dtype)
-            # Two products instead of concatenating the values: no copy of the cache per layer.
-            out = (jnp.einsum("bkgts,bksd->bkgtd", probs[..., :S], cache_v.astype(self.dtype))
-                   + jnp.einsum("bkgts,bksd->bkgtd", probs[..., S:], v))
+        scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
+        out = jnp.einsum("bkgts,bksd->bkgtd", probs, v)
         out = out.transpose(0, 3, 1, 2, 4).reshape(B, T, H * Dh)
         out = _dense(cfg.hidden_size, ("q_heads", "embed"), cfg.o_bias, self.dtype, "o_proj")(out)
-        return out, (k, v)
+        return out, cache
 
 
 class MLP(nn.Module):
@@ -139,32 +137,38 @@ class Block(nn.Module):
     dtype: Dtype
 
     @nn.compact
-    def __call__(self, x, cos, sin, new_mask, cache_kv, cache_mask):
-        cache_k, cache_v = cache_kv if cache_kv is not None else (None, None)
-        h, kv = Attention(self.cfg, self.dtype, name="attn")(
-            RMSNorm(self.cfg.rms_norm_eps, self.dtype, name="input_norm")(x), cos, sin, new_mask,
-            cache_k, cache_v, cache_mask)
+    def __call__(self, x, cos, sin, mask, cache=None, positions=None):
+        h, cache = Attention(self.cfg, self.dtype, name="attn")(
+            RMSNorm(self.cfg.rms_norm_eps, self.dtype, name="input_norm")(x), cos, sin, mask, cache, positions)
         x = x + h
         x = x + MLP(self.cfg, self.dtype, name="mlp")(RMSNorm(self.cfg.rms_norm_eps, self.dtype, name="post_attn_norm")(x))
         x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
-        return x, kv
+        return x, cache
 
 
 class Decoder(nn.Module):
-    """tokens [B, T] -> logits [B, T, V] (or [B, N, V] at `logits_at`), plus new keys/values."""
+    """tokens [B, T] -> logits [B, T, V] (or [B, N, V] at `logits_at`), and the updated caches.
+
+    Two layouts of the same layers. `scan=True` (training): one `nn.scan` over weights stacked under
+    `layers` ([L, ...] each), so compile time does not grow with depth; no cache. `scan=False` (decoding):
+    a Python loop over separate per-layer weights `layers_0` .. `layers_{L-1}` and per-layer caches. Slicing a
+    layer out of a stacked array inside the loop copies it, which cost a third of a decode step on CPU;
+    separate buffers are read in place. `stack_layers` / `unstack_layers` convert between the two.
+    """
 
     cfg: ModelConfig
     dtype: Dtype = jnp.float32
     remat: bool = False
+    scan: bool = True
 
     @nn.compact
-    def __call__(self, tokens, positions, *, new_mask=None, cache_kv=None, cache_mask=None, logits_at=None):
+    def __call__(self, tokens, positions, *, new_mask=None, caches=None, logits_at=None):
         """tokens, positions [B, T] int32.
 
-        new_mask [B, T, T] (default causal) says which of this call's tokens each token sees;
-        cache_kv = (k, v) [L, B, Hkv, S, Dh] with cache_mask [B, T, S] adds visible cached entries.
+        new_mask [B, T, T] (default causal) says which of this call's tokens each token sees (no cache).
+        caches: a KVCache per layer (scan=False only); the call's tokens are written at `positions`, which
+        must be consecutive in each row, and attend to the cache up to their own position.
         logits_at [B, N] int32 computes logits only at those indices of each row (saves the unembedding).
-        Returns logits and the new (k, v) [L, B, Hkv, T, Dh].
         """
         cfg = self.cfg
         B, T = tokens.shape
@@ -173,19 +177,29 @@ class Decoder(nn.Module):
         x = jnp.take(embed, tokens, axis=0).astype(self.dtype)
         x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
         cos, sin = rope_tables(cfg, positions)
-        if new_mask is None:
+        if new_mask is None and caches is None:
             new_mask = masks.causal_mask(B, T)
 
         block = nn.remat(Block, prevent_cse=False) if self.remat else Block
-        layers = nn.scan(
-            block,
-            variable_axes={"params": 0},
-            split_rngs={"params": True},
-            in_axes=(nn.broadcast, nn.broadcast, nn.broadcast, 0, nn.broadcast),
-            length=cfg.num_layers,
-            metadata_params={nn.PARTITION_NAME: "layers"},
-        )(cfg, self.dtype, name="layers")
-        x, new_kv = layers(x, cos, sin, new_mask, cache_kv, cache_mask)
+        if self.scan:
+            if caches is not None:
+                raise ValueError("a KV cache needs the per-layer (unstacked) layout: Decoder(scan=False)")
+            layers = nn.scan(
+                block,
+                variable_axes={"params": 0},
+                split_rngs={"params": True},
+                in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
+                length=cfg.num_layers,
+                metadata_params={nn.PARTITION_NAME: "layers"},
+            )(cfg, self.dtype, name="layers")
+            x, _ = layers(x, cos, sin, new_mask)
+        else:
+            new_caches = []
+            for i in range(cfg.num_layers):
+                x, c = block(cfg, self.dtype, name=f"layers_{i}")(
+                    x, cos, sin, new_mask, None if caches is None else caches[i], positions)
+                new_caches.append(c)
+            caches = None if caches is None else tuple(new_caches)
 
         if logits_at is not None:
             x = jnp.take_along_axis(x, logits_at[:, :, None], axis=1)
@@ -195,44 +209,78 @@ class Decoder(nn.Module):
         else:
             head = self.param("lm_head", _kernel(("embed", "vocab")), (cfg.hidden_size, cfg.vocab_size))
             logits = jnp.einsum("btd,dv->btv", x, head.astype(self.dtype), preferred_element_type=jnp.float32)
-        return logits, new_kv
+        return logits, caches
 
 
 def init_params(cfg: ModelConfig, rng: jax.Array, dtype=jnp.float32) -> dict:
-    """Random parameters (plain arrays, logical-axis boxes removed)."""
+    """Random parameters in the stacked (training) layout (plain arrays, logical-axis boxes removed)."""
     tokens = jnp.zeros((1, 1), jnp.int32)
     variables = Decoder(cfg, dtype).init(rng, tokens, tokens)
     return nn.meta.unbox(variables)["params"]
 
 
 def param_logical_axes(cfg: ModelConfig) -> dict:
-    """The logical axis names of every parameter, as a tree of PartitionSpecs shaped like params."""
+    """The logical axis names of every parameter (stacked layout), as a tree of PartitionSpecs shaped like params."""
     tokens = jnp.zeros((1, 1), jnp.int32)
     abstract = jax.eval_shape(lambda: Decoder(cfg).init(jax.random.key(0), tokens, tokens))
     return nn.get_partition_spec(abstract)["params"]
 
 
+def is_stacked(params: dict) -> bool:
+    return "layers" in params
+
+
+def unstack_layers(params: dict) -> dict:
+    """Stacked `layers` ([L, ...] leaves) -> separate `layers_0` .. `layers_{L-1}` (the decoding layout).
+
+    Each layer's arrays become buffers of their own (a one-time copy), which the decode step reads in place.
+    """
+    if not is_stacked(params):
+        return params
+    stacked = params["layers"]
+    num_layers = jax.tree.leaves(stacked)[0].shape[0]
+    out = {k: v for k, v in params.items() if k != "layers"}
+    for i in range(num_layers):
+        out[f"layers_{i}"] = jax.tree.map(lambda a, i=i: a[i], stacked)
+    return out
+
+
+def stack_layers(params: dict) -> dict:
+    """The inverse of `unstack_layers`."""
+    if is_stacked(params):
+        return params
+    names = sorted((k for k in params if k.startswith("layers_")), key=lambda k: int(k.split("_")[1]))
+    out = {k: v for k, v in params.items() if not k.startswith("layers_")}
+    out["layers"] = jax.tree.map(lambda *a: jnp.stack(a), *[params[n] for n in names])
+    return out
+
+
+def _apply(params, cfg, dtype, remat=False, **kw):
+    return Decoder(cfg, dtype, remat, scan=is_stacked(params)).apply({"params": params}, **kw)
+
+
 def forward(params, cfg: ModelConfig, tokens, positions, *, new_mask=None, dtype=jnp.float32, remat=False,
             logits_at=None):
-    """Uncached forward: logits [B, T, V] (training, parity checks)."""
-    logits, _ = Decoder(cfg, dtype, remat).apply({"params": params}, tokens, positions, new_mask=new_mask,
-                                                 logits_at=logits_at)
+    """Uncached forward (either layout): logits [B, T, V] (training, parity checks)."""
+    logits, _ = _apply(params, cfg, dtype, remat, tokens=tokens, positions=positions, new_mask=new_mask,
+                       logits_at=logits_at)
     return logits
 
 
 def forward_cached(params, cfg: ModelConfig, tokens, cache: KVCache, start, *, dtype=jnp.float32, logits_at=None):
     """Run T new tokens of each row at positions start[b] .. start[b]+T-1 against the cache.
 
-    Each row sees its cache entries before `start[b]` and, causally, this call's tokens. The call's
-    keys/values are written at those positions (see `models.cache` for how that rolls back rejected tokens).
-    Returns logits [B, T, V] (or [B, N, V] with `logits_at` [B, N]) and the new cache.
+    `params` in the per-layer layout (`unstack_layers`). The call's keys/values are written at those
+    positions; each token sees the cache entries before its own position. Returns logits [B, T, V] (or
+    [B, N, V] with `logits_at` [B, N]) and the new cache.
     """
     B, T = tokens.shape
     positions = start[:, None] + jnp.arange(T, dtype=jnp.int32)[None, :]
-    cache_mask = masks.cache_prefix_mask(start, T, cache.capacity)
-    logits, (k, v) = Decoder(cfg, dtype).apply({"params": params}, tokens, positions, cache_kv=(cache.k, cache.v),
-                                               cache_mask=cache_mask, logits_at=logits_at)
-    return logits, write(cache, k, v, start)
+    if is_stacked(params):
+        raise ValueError("forward_cached needs the per-layer layout; convert once with unstack_layers(params)")
+    logits, caches = _apply(params, cfg, dtype, tokens=tokens, positions=positions, caches=cache,
+                            logits_at=logits_at)
+    return logits, caches
 
 
 def prefill(params, cfg: ModelConfig, tokens, cache: KVCache, *, dtype=jnp.float32) -> KVCache:
@@ -240,8 +288,7 @@ def prefill(params, cfg: ModelConfig, tokens, cache: KVCache, *, dtype=jnp.float
 
     Entries past a row's real length are garbage that the row's later writes overwrite.
     """
-    B, P = tokens.shape
-    positions = jnp.broadcast_to(jnp.arange(P, dtype=jnp.int32), (B, P))
-    _, (k, v) = Decoder(cfg, dtype).apply({"params": params}, tokens, positions,
-                                          logits_at=jnp.zeros((B, 1), jnp.int32))
-    return write(cache, k, v, jnp.zeros((B,), jnp.int32))
+    B, _ = tokens.shape
+    _, cache = forward_cached(params, cfg, tokens, cache, jnp.zeros((B,), jnp.int32), dtype=dtype,
+                              logits_at=jnp.zeros((B, 1), jnp.int32))
+    return cache

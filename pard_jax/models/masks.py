@@ -14,13 +14,12 @@ def causal_mask(batch: int, length: int) -> jnp.ndarray:
     return jnp.broadcast_to(m, (batch, length, length))
 
 
-def cache_prefix_mask(start: jnp.ndarray, length: int, capacity: int) -> jnp.ndarray:
-    """[B, T, S]: every new token of row b sees the cache entries before the row's write offset `start[b]`.
+def cache_mask(positions: jnp.ndarray, capacity: int) -> jnp.ndarray:
+    """[B, T, S]: the token at position p sees the cache entries at positions 0..p (its own, just written).
 
-    Entries at and beyond `start` are stale (rolled back, or about to be rewritten by this call) and hidden.
+    Entries past p are stale (rolled back, or not yet rewritten) and hidden; within the call this is causal.
     """
-    visible = jnp.arange(capacity)[None, :] < start[:, None]  # [B, S]
-    return jnp.broadcast_to(visible[:, None, :], (start.shape[0], length, capacity))
+    return jnp.arange(capacity)[None, None, :] <= positions[:, :, None]
 
 
 def pard_attention_mask(segment: jnp.ndarray, block: jnp.ndarray, anchor: jnp.ndarray,

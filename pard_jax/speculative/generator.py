@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pard_jax.errors import UserError
+from pard_jax.models.decoder import unstack_layers
 from pard_jax.speculative.loop import DecodeLoop, Mode, run_jit, start_jit
 
 MIN_PROMPT_BUCKET = 32
@@ -94,8 +95,9 @@ class Generator:
     compile_seconds: float = 0.0
 
     def __post_init__(self):
-        self.target_params = jax.device_put(self.target_params)
-        self.draft_params = None if self.draft_params is None else jax.device_put(self.draft_params)
+        # Decoding reads each layer's weights from a buffer of its own (see models.decoder.Decoder).
+        self.target_params = jax.device_put(unstack_layers(self.target_params))
+        self.draft_params = None if self.draft_params is None else jax.device_put(unstack_layers(self.draft_params))
 
     def with_mode(self, mode: Mode | str, k: int = 0, **loop_changes) -> "Generator":
         """A generator for another decoding mode (and k) over the same models, batching and streaming."""

@@ -1,0 +1,73 @@
+"""The decoder's two layer layouts, the KV cache write, and the draft window."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pard_jax.models import decoder
+from pard_jax.models.cache import LayerCache, init_cache, write
+from pard_jax.speculative.steps import window
+from tests.tiny_models import tiny_config, tiny_params
+
+CFGS = [tiny_config(), tiny_config(qk_norm=True, qkv_bias=True, tie_word_embeddings=False)]
+
+
+@pytest.mark.parametrize("cfg", CFGS)
+def test_layouts_round_trip_and_agree(cfg):
+    params = tiny_params(cfg, seed=0, scale=3.0)
+    per_layer = decoder.unstack_layers(params)
+    assert sorted(k for k in per_layer if k.startswith("layers")) == [f"layers_{i}" for i in range(cfg.num_layers)]
+    back = decoder.stack_layers(per_layer)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), params, back))
+    tokens = jax.random.randint(jax.random.key(1), (2, 7), 0, cfg.vocab_size)
+    positions = jnp.broadcast_to(jnp.arange(7), (2, 7))
+    scanned = decoder.forward(params, cfg, tokens, positions)
+    unrolled = decoder.forward(per_layer, cfg, tokens, positions)
+    np.testing.assert_allclose(np.asarray(scanned), np.asarray(unrolled), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cfg", CFGS)
+def test_cached_calls_equal_one_uncached_pass(cfg):
+    """Prefill 5 tokens, then calls of 3, 1 and 2 tokens: the logits equal one causal pass over all 11.
+
+    Rows start at different offsets, and a rolled-back write (garbage past the second row's position) must
+    not change anything."""
+    params = decoder.unstack_layers(tiny_params(cfg, seed=2, scale=3.0))
+    tokens = jax.random.randint(jax.random.key(3), (2, 11), 0, cfg.vocab_size)
+    positions = jnp.broadcast_to(jnp.arange(11), (2, 11))
+    want = decoder.forward(params, cfg, tokens, positions)
+    cache = init_cache(cfg, 2, 16)
+    cache = decoder.prefill(params, cfg, tokens[:, :5], cache)
+    # a rejected draft: junk written at 5..8, rolled back by writing again from 5
+    _, cache = decoder.forward_cached(params, cfg, jnp.full((2, 4), 7), cache, jnp.array([5, 5]))
+    got = []
+    for lo, hi in ((5, 8), (8, 9), (9, 11)):
+        logits, cache = decoder.forward_cached(params, cfg, tokens[:, lo:hi], cache, jnp.array([lo, lo]))
+        got.append(logits)
+    np.testing.assert_allclose(np.asarray(jnp.concatenate(got, axis=1)), np.asarray(want[:, 5:]), atol=1e-4,
+                               rtol=1e-4)
+
+
+def test_forward_cached_refuses_the_stacked_layout():
+    cfg = tiny_config()
+    with pytest.raises(ValueError, match="unstack_layers"):
+        decoder.forward_cached(tiny_params(cfg, 0), cfg, jnp.zeros((1, 1), jnp.int32), init_cache(cfg, 1, 8),
+                               jnp.zeros((1,), jnp.int32))
+
+
+def test_cache_write_puts_each_row_at_its_own_offset():
+    buf = jnp.zeros((2, 1, 6, 1))
+    new = jnp.arange(1, 7, dtype=jnp.float32).reshape(2, 1, 3, 1)
+    out = write(LayerCache(buf, buf), new, -new, jnp.array([0, 2]))
+    assert out.k[:, 0, :, 0].tolist() == [[1, 2, 3, 0, 0, 0], [0, 0, 4, 5, 6, 0]]
+    assert out.v[:, 0, :, 0].tolist() == [[-1, -2, -3, 0, 0, 0], [0, 0, -4, -5, -6, 0]]
+
+
+def test_draft_window_reads_the_last_committed_tokens_then_fill():
+    seq = jnp.arange(10, 30).reshape(2, 10)
+    tokens, start = window(seq, jnp.array([6, 1]), width=4, back=2, fill=-1)
+    assert start.tolist() == [4, 0]
+    assert tokens.tolist() == [[14, 15, 16, -1], [20, 21, -1, -1]]
