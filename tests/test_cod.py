@@ -220,3 +220,25 @@ def test_breaking_the_chain_changes_the_loss(params):
     loss_sum, _ = jax.jit(lambda p, b: train_step.loss_sums(p, TINY, b, 3))(params, batch)
     want, _, _ = explicit_mask_sums(params, TINY, ids, tg, broken, 3)
     assert abs(float(loss_sum) - want) > 1e-4
+
+
+def test_sub_vocabulary_head_loss_covers_only_its_ids():
+    """With draft_vocab, labels are indices into it: the loss equals cross-entropy over the head's logits
+    for labels inside the sub-vocabulary, and labels outside carry no loss."""
+    import dataclasses
+
+    cfg = dataclasses.replace(ModelConfig(architecture="LlamaForCausalLM", vocab_size=32, hidden_size=16,
+                                          intermediate_size=24, num_layers=1, num_heads=2, num_kv_heads=1,
+                                          head_dim=8, tie_word_embeddings=True), draft_vocab=(2, 3, 7, 11))
+    params = init_params(cfg, jax.random.key(0))
+    tokens = jnp.array([[1, 2, 3, 7, 5, 6]])
+    labels = jnp.array([[2, 3, 7, 5, -1, 11]])  # 5 is outside the sub-vocabulary
+    batch = {"tokens": tokens, "positions": jnp.arange(6)[None], "blocks": jnp.zeros((1, 6), jnp.int32),
+             "anchors": jnp.arange(6)[None], "segments": jnp.ones((1, 6), jnp.int32), "labels": labels}
+    loss, stats = train_step.loss_sums(params, cfg, batch, k=1)
+    logits = forward(params, cfg, tokens, batch["positions"])[0]  # [6, 4]
+    index = {2: 0, 3: 1, 7: 2, 11: 3}
+    want = sum(float(jax.nn.logsumexp(logits[t]) - logits[t, index[int(y)]])
+               for t, y in enumerate(labels[0]) if int(y) in index)
+    assert float(stats["tokens"]) == 4
+    assert float(loss) == pytest.approx(want, rel=1e-5)

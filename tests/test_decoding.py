@@ -42,6 +42,23 @@ def test_greedy_speculative_equals_target(mode, k, draft):
         assert all(r.num_generated == 24 for r in got)
 
 
+@pytest.mark.parametrize("mode", ["sd", "pard"])
+def test_greedy_with_a_sub_vocabulary_draft_equals_target(mode):
+    """A draft that can propose only some ids (its head covers half the vocabulary) changes no token."""
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    sub = dataclasses.replace(CFG, draft_vocab=tuple(range(0, CFG.vocab_size, 2)))
+    draft = {**TARGET, "draft_head": TARGET["embed"][jnp.asarray(sub.draft_vocab)]}
+    expected = [r.token_ids for r in run("ar", 0, PROMPTS, batch_size=3)]
+    loop = DecodeLoop(CFG, mode=mode, k=4, draft_cfg=sub, mask_id=MASK, max_new_tokens=24)
+    got = Generator(loop, TARGET, draft, batch_size=3).generate(PROMPTS)
+    assert [r.token_ids for r in got] == expected
+    # Only even ids are ever proposed, so an accepted draft token is always even.
+    assert sum(r.accepted_at[0] for r in got) > 0
+
+
 def test_sd_with_target_as_draft_accepts_everything():
     k = 4
     for r in run("sd", k, PROMPTS, draft=TARGET, batch_size=3):

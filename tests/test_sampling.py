@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +20,9 @@ V = 12
 CFG = tiny_config(vocab=V)
 TARGET = tiny_params(CFG, 0, scale=4.0)
 DRAFT = tiny_params(CFG, 7, scale=4.0)
+# A draft that proposes only 6 of the 12 ids (a sub-vocabulary head over its own table's rows).
+SUB_CFG = dataclasses.replace(CFG, draft_vocab=(0, 2, 3, 5, 8, 9))
+SUB_DRAFT = {**DRAFT, "draft_head": DRAFT["embed"][jnp.asarray(SUB_CFG.draft_vocab)]}
 PROMPT = [3, 1, 4, 1, 5]
 SAMPLES = 3000
 
@@ -32,10 +37,11 @@ def exact_joint(params, sp: SamplingParams) -> np.ndarray:
     return np.asarray(p1[:, None] * p2)
 
 
-def sample_pairs(mode, k, sp, seed=0) -> np.ndarray:
-    loop = DecodeLoop(CFG, mode=mode, k=k, draft_cfg=CFG if mode != "ar" else None, mask_id=V - 1,
+def sample_pairs(mode, k, sp, seed=0, sub_vocab=False) -> np.ndarray:
+    draft_cfg, draft = (SUB_CFG, SUB_DRAFT) if sub_vocab else (CFG, DRAFT)
+    loop = DecodeLoop(CFG, mode=mode, k=k, draft_cfg=draft_cfg if mode != "ar" else None, mask_id=V - 1,
                       sampling=sp, max_new_tokens=2)
-    gen = Generator(loop, TARGET, DRAFT if mode != "ar" else None, batch_size=SAMPLES)
+    gen = Generator(loop, TARGET, draft if mode != "ar" else None, batch_size=SAMPLES)
     res = gen.generate([PROMPT] * SAMPLES, seed=seed)
     counts = np.zeros((V, V))
     for r in res:
@@ -56,16 +62,18 @@ def chi2_pvalue(counts: np.ndarray, probs: np.ndarray) -> float:
     return float(stats.chisquare(o[keep], e[keep] * o[keep].sum() / e[keep].sum()).pvalue)
 
 
-@pytest.mark.parametrize("mode,k,sp", [
-    ("ar", 0, SamplingParams(temperature=1.0)),
-    ("pard", 4, SamplingParams(temperature=1.0)),
-    ("sd", 3, SamplingParams(temperature=1.0)),
-    ("pard", 4, SamplingParams(temperature=0.7)),
-    ("pard", 4, SamplingParams(temperature=1.0, top_p=0.9)),
-    ("sd", 3, SamplingParams(temperature=1.0, top_k=5)),
+@pytest.mark.parametrize("mode,k,sp,sub_vocab", [
+    ("ar", 0, SamplingParams(temperature=1.0), False),
+    ("pard", 4, SamplingParams(temperature=1.0), False),
+    ("sd", 3, SamplingParams(temperature=1.0), False),
+    ("pard", 4, SamplingParams(temperature=0.7), False),
+    ("pard", 4, SamplingParams(temperature=1.0, top_p=0.9), False),
+    ("sd", 3, SamplingParams(temperature=1.0, top_k=5), False),
+    ("pard", 4, SamplingParams(temperature=1.0), True),
+    ("sd", 3, SamplingParams(temperature=0.7, top_p=0.9), True),
 ])
-def test_speculative_sampling_matches_target_distribution(mode, k, sp):
-    counts = sample_pairs(mode, k, sp)
+def test_speculative_sampling_matches_target_distribution(mode, k, sp, sub_vocab):
+    counts = sample_pairs(mode, k, sp, sub_vocab=sub_vocab)
     p = exact_joint(TARGET, sp)
     assert chi2_pvalue(counts, p) > 1e-4
     # The test has power: the same samples clearly reject the draft's own distribution.

@@ -65,6 +65,26 @@ def test_table_covers_every_param_once_and_round_trips(cfg):
     _assert_same_params(params, back)
 
 
+@pytest.mark.parametrize("tied", [True, False])
+def test_sub_vocabulary_head_round_trips(tied):
+    """draft_head is the output layer's rows at draft_vocab: derived on load, and a trained one is exported as
+    an (untied) lm_head whose other rows are the table's, so the same head comes back."""
+    cfg = _all_options_cfg(tie_word_embeddings=tied, draft_vocab=(1, 5, 6, 30))
+    params = init_params(cfg, jax.random.key(0))
+    ids = np.asarray(cfg.draft_vocab)
+    hf = table.params_to_hf(params, cfg)
+    assert "lm_head.weight" in hf  # random draft_head differs from the table's rows
+    untied = dataclasses.replace(cfg, tie_word_embeddings=False)
+    back = table.hf_to_params(untied, list(hf), hf.__getitem__)
+    np.testing.assert_array_equal(back["draft_head"], np.asarray(params["draft_head"]))
+    if tied:  # a head equal to the table's rows needs no tensor at all
+        params = {**params, "draft_head": params["embed"][ids]}
+        hf = table.params_to_hf(params, cfg)
+        assert "lm_head.weight" not in hf
+        back = table.hf_to_params(cfg, list(hf), hf.__getitem__)
+        np.testing.assert_array_equal(back["draft_head"], np.asarray(params["embed"])[ids])
+
+
 # ----------------------------------------------------------------------------------------------- config
 
 
@@ -76,7 +96,7 @@ _ROUND_TRIP_CONFIGS = [
     _all_options_cfg(rms_norm_eps=1e-5, rope_theta=5e5, rope_scaling=RopeScaling(8.0, 1.0, 4.0, 64),
                      tie_word_embeddings=True, max_position_embeddings=1234, bos_token_id=1, eos_token_ids=(2, 7),
                      pard_token=5),
-    _all_options_cfg("Qwen3ForCausalLM", eos_token_ids=(3,), bos_token_id=0, pard_token=0),
+    _all_options_cfg("Qwen3ForCausalLM", eos_token_ids=(3,), bos_token_id=0, pard_token=0, draft_vocab=(0, 4, 39)),
 ]
 
 

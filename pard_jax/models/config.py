@@ -52,6 +52,9 @@ class ModelConfig:
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()
     pard_token: int | None = None  # the draft's mask token id, when it is a PARD draft
+    # A draft whose output layer covers only these target ids (a sub-vocabulary, FR-Spec): its logits are
+    # [..., len(draft_vocab)] over them, computed with the `draft_head` parameter. None: the whole vocabulary.
+    draft_vocab: tuple[int, ...] | None = None
 
     @property
     def model_type(self) -> str:
@@ -100,6 +103,7 @@ class ModelConfig:
             bos_token_id=d.get("bos_token_id"),
             eos_token_ids=eos_ids,
             pard_token=d.get("pard_token"),
+            draft_vocab=_draft_vocab(d.get("draft_vocab"), d["vocab_size"]),
             **{**implied, **explicit},
         )
 
@@ -134,6 +138,8 @@ class ModelConfig:
         if self.pard_token is not None:
             d["pard_token"] = self.pard_token
             d["spd_type"] = "pard"
+        if self.draft_vocab is not None:
+            d["draft_vocab"] = list(self.draft_vocab)
         implied = _implied_layout(self.architecture, d)
         for k in _EXPLICIT:
             if getattr(self, k) != implied[k]:
@@ -146,6 +152,16 @@ class ModelConfig:
             raise UserError(f"cannot keep {num_layers} layers of a {self.num_layers}-layer model; "
                             f"choose 1..{self.num_layers}")
         return dataclasses.replace(self, num_layers=num_layers)
+
+
+def _draft_vocab(ids, vocab_size: int) -> tuple[int, ...] | None:
+    if ids is None:
+        return None
+    ids = tuple(int(i) for i in ids)
+    if not ids or list(ids) != sorted(set(ids)) or not 0 <= ids[0] <= ids[-1] < vocab_size:
+        raise UserError(f"config.json's draft_vocab must be increasing distinct ids in 0..{vocab_size - 1}; "
+                        "rewrite it with train/choose_draft_vocab.py")
+    return ids
 
 
 def _implied_layout(arch: str, d: dict[str, Any]) -> dict[str, bool]:

@@ -149,6 +149,8 @@ class Block(nn.Module):
 class Decoder(nn.Module):
     """tokens [B, T] -> logits [B, T, V] (or [B, N, V] at `logits_at`), and the updated caches.
 
+    With `cfg.draft_vocab` (a draft with a sub-vocabulary head) V is len(draft_vocab), over those ids.
+
     Two layouts of the same layers. `scan=True` (training): one `nn.scan` over weights stacked under
     `layers` ([L, ...] each), so compile time does not grow with depth; no cache. `scan=False` (decoding):
     a Python loop over separate per-layer weights `layers_0` .. `layers_{L-1}` and per-layer caches. Slicing a
@@ -204,7 +206,11 @@ class Decoder(nn.Module):
         if logits_at is not None:
             x = jnp.take_along_axis(x, logits_at[:, :, None], axis=1)
         x = RMSNorm(cfg.rms_norm_eps, self.dtype, name="final_norm")(x)
-        if cfg.tie_word_embeddings:
+        if cfg.draft_vocab is not None:  # a sub-vocabulary head: logits over cfg.draft_vocab only
+            head = self.param("draft_head", nn.with_logical_partitioning(_init, ("vocab", "embed")),
+                              (len(cfg.draft_vocab), cfg.hidden_size))
+            logits = jnp.einsum("btd,vd->btv", x, head.astype(self.dtype), preferred_element_type=jnp.float32)
+        elif cfg.tie_word_embeddings:
             logits = jnp.einsum("btd,vd->btv", x, embed.astype(self.dtype), preferred_element_type=jnp.float32)
         else:
             head = self.param("lm_head", _kernel(("embed", "vocab")), (cfg.hidden_size, cfg.vocab_size))

@@ -47,13 +47,22 @@ def window(seq: jax.Array, last: jax.Array, width: int, back: int, fill: int) ->
     return jnp.where(positions <= last[:, None], rows, fill), start
 
 
-def align_vocab(logits: jax.Array, vocab: int) -> jax.Array:
-    """Draft logits [..., Vd] over the target's vocabulary [..., vocab]: extra ids dropped, missing ids -inf."""
+def target_logits(logits: jax.Array, cfg: ModelConfig, vocab: int) -> jax.Array:
+    """Draft logits [..., Vd] as logits over the target's vocabulary [..., vocab].
+
+    Ids the draft cannot propose get the lowest logit, so their draft probability is exactly 0: ids past
+    the draft's vocabulary, and with a sub-vocabulary head (`cfg.draft_vocab`) every id outside it. That keeps
+    both acceptance rules exact: greedy compares the draft's choice with the target's argmax over the whole
+    vocabulary, and in sampling the residual max(0, p - q) holds all of p's mass outside the sub-vocabulary.
+    """
+    low = jnp.finfo(logits.dtype).min
+    if cfg.draft_vocab is not None:
+        full = jnp.full(logits.shape[:-1] + (vocab,), low, logits.dtype)
+        return full.at[..., jnp.asarray(cfg.draft_vocab)].set(logits)
     vd = logits.shape[-1]
     if vd >= vocab:
         return logits[..., :vocab]
-    pad = jnp.full(logits.shape[:-1] + (vocab - vd,), jnp.finfo(logits.dtype).min, logits.dtype)
-    return jnp.concatenate([logits, pad], axis=-1)
+    return jnp.concatenate([logits, jnp.full(logits.shape[:-1] + (vocab - vd,), low, logits.dtype)], axis=-1)
 
 
 def choose(key: jax.Array, logits: jax.Array, sp: SamplingParams) -> tuple[jax.Array, jax.Array | None]:
@@ -74,7 +83,7 @@ def pard_draft(params, cfg: ModelConfig, cache: KVCache, seq: jax.Array, last: j
     tokens, start = window(seq, last, 2 * k, k, mask_id)
     at = (last - start)[:, None] + jnp.arange(k, dtype=jnp.int32)[None, :]
     logits, cache = decoder.forward_cached(params, cfg, tokens, cache, start, dtype=dtype, logits_at=at)
-    d, q = choose(key, align_vocab(logits, vocab), sp)
+    d, q = choose(key, target_logits(logits, cfg, vocab), sp)
     return Draft(d, q, cache)
 
 
@@ -85,13 +94,13 @@ def ar_draft(params, cfg: ModelConfig, cache: KVCache, seq: jax.Array, last: jax
     tokens, start = window(seq, last, k + 1, k, 0)
     logits, cache = decoder.forward_cached(params, cfg, tokens, cache, start, dtype=dtype,
                                            logits_at=(last - start)[:, None])
-    d0, q0 = choose(keys[0], align_vocab(logits[:, 0], vocab), sp)
+    d0, q0 = choose(keys[0], target_logits(logits[:, 0], cfg, vocab), sp)
 
     def step(carry, xs):
         token, cache = carry
         j, step_key = xs
         logits, cache = decoder.forward_cached(params, cfg, token[:, None], cache, last + j, dtype=dtype)
-        d, q = choose(step_key, align_vocab(logits[:, 0], vocab), sp)
+        d, q = choose(step_key, target_logits(logits[:, 0], cfg, vocab), sp)
         return (d, cache), (d, q)
 
     (_, cache), (ds, qs) = jax.lax.scan(step, (d0, cache), (jnp.arange(1, k, dtype=jnp.int32), keys[1:]))

@@ -34,6 +34,12 @@ def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], k: int, *, 
     mask = masks.pard_attention_mask(batch["segments"], batch["blocks"], batch["anchors"], batch["positions"])
     logits = forward(params, cfg, batch["tokens"], batch["positions"], new_mask=mask, dtype=dtype, remat=remat)
     labels = batch["labels"]
+    if cfg.draft_vocab is not None:
+        # A sub-vocabulary head predicts indices into cfg.draft_vocab; other targets cannot be proposed and
+        # carry no loss.
+        index = jnp.full((cfg.vocab_size,), -1, jnp.int32).at[jnp.asarray(cfg.draft_vocab)].set(
+            jnp.arange(len(cfg.draft_vocab), dtype=jnp.int32))
+        labels = jnp.where(labels >= 0, index[jnp.maximum(labels, 0)], -1)
     valid = labels >= 0
     safe = jnp.where(valid, labels, 0)
     logz = jax.nn.logsumexp(logits, axis=-1)

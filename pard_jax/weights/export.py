@@ -19,14 +19,17 @@ def export_hf(params, cfg: ModelConfig, out_dir: str, tokenizer=None, compact: b
     from safetensors.numpy import save_file
 
     tensors = params_to_hf(params, cfg)
+    untied = cfg.tie_word_embeddings and "lm_head.weight" in tensors  # a trained sub-vocabulary head
     if compact:
-        if not cfg.tie_word_embeddings:
+        if not cfg.tie_word_embeddings or untied:
             raise UserError("a compact export drops the embedding table, which needs tied embeddings; "
                             "export the full form instead")
         import ml_dtypes
 
         tensors = {k: v.astype(ml_dtypes.bfloat16) for k, v in tensors.items() if k != "model.embed_tokens.weight"}
     hf_cfg = cfg.to_hf_dict()
+    if untied:
+        hf_cfg["tie_word_embeddings"] = False
     dtypes = {str(a.dtype) for a in tensors.values()}
     if len(dtypes) == 1:
         name = dtypes.pop()

@@ -97,6 +97,7 @@ def hf_to_params(cfg: ModelConfig, names: Iterable[str], get: Callable[[str], np
     np_dtype = np.dtype(dtype)
     flat: dict[str, np.ndarray] = {}
     filled: dict[str, set[int]] = {}
+    full_head = None  # a sub-vocabulary draft's whole-vocabulary lm_head, from which draft_head is taken
     for name in names:
         hit = match_rule(name)
         if hit is None:
@@ -106,6 +107,9 @@ def hf_to_params(cfg: ModelConfig, names: Iterable[str], get: Callable[[str], np
                             "have; check that config.json matches the weights")
         rule, i = hit
         if rule.path not in shapes:
+            if rule.path == "lm_head" and cfg.draft_vocab is not None and not cfg.tie_word_embeddings:
+                full_head = rule.convert(np.asarray(get(name)))  # [D, V]
+                continue
             if rule.path == "lm_head" and cfg.tie_word_embeddings:
                 continue  # some tied checkpoints also store the (identical) head
             raise UserError(f"{source} has a tensor {name!r} that its config rules out (bias/qk-norm/tied "
@@ -134,6 +138,12 @@ def hf_to_params(cfg: ModelConfig, names: Iterable[str], get: Callable[[str], np
             raise UserError(f"{source} has no embedding table and the target's {tuple(shared_embed.shape)} does "
                             f"not fit its config {shapes['embed']}; use the target it was trained with")
         flat["embed"] = np.asarray(shared_embed, dtype=np_dtype)
+    if cfg.draft_vocab is not None and "draft_head" not in flat:
+        ids = np.asarray(cfg.draft_vocab)
+        if full_head is not None:
+            flat["draft_head"] = np.ascontiguousarray(full_head[:, ids].T, dtype=np_dtype)
+        elif "embed" in flat and cfg.tie_word_embeddings:
+            flat["draft_head"] = np.ascontiguousarray(flat["embed"][ids])
     missing = [p for p in shapes if p not in flat]
     missing += [f"{p}[layer {i}]" for p, s in filled.items() for i in range(keep) if i not in s]
     if missing == ["embed"]:
@@ -163,6 +173,16 @@ def params_to_hf(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
                 out[rule.hf.format(i=i)] = np.ascontiguousarray(rule.convert(a[i]))
         else:
             out[rule.hf] = np.ascontiguousarray(rule.convert(a))
+    if "draft_head" in flat:
+        # The sub-vocabulary head is the output layer's rows at cfg.draft_vocab. When it equals the tied table's
+        # rows it needs no tensor; a trained one goes out as an untied lm_head (other rows: the table's).
+        used.add("draft_head")
+        ids = np.asarray(cfg.draft_vocab)
+        head = flat["draft_head"]
+        if not (cfg.tie_word_embeddings and np.array_equal(head, flat["embed"][ids])):
+            full = np.array(flat["lm_head"].T if "lm_head" in flat else flat["embed"])
+            full[ids] = head
+            out["lm_head.weight"] = np.ascontiguousarray(full)
     unknown = sorted(set(flat) - used)
     if unknown:
         raise UserError(f"params have entries with no HF name: {', '.join(unknown[:4])}; "
