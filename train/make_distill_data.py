@@ -1,4 +1,4 @@
-"""Distillation data for a PARD draft (the target's answers to generated prompts): see README.
+"""Distillation data for a PARD draft (prompts, then the target's answers as token-id shards): see README.
 
 Thin wrapper of `pard_jax.cli.distill`; run it with --help for the options."""
 

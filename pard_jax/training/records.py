@@ -37,13 +37,19 @@ def read_records(paths: Iterable[str]) -> list[dict]:
     """All records of the data files, in file order.
 
     .jsonl: one JSON object per line ({"conversation": [{"human", "assistant"}, ...]},
-    {"prompt", "response"} or {"text"}); any other file is plain text with documents separated by blank lines.
+    {"prompt", "response"} or {"text"}); .npz: a distillation shard of token ids (`pard_jax.distill.shards`);
+    any other file is plain text with documents separated by blank lines.
     """
     records: list[dict] = []
     paths = list(paths)
     for path in paths:
         if not os.path.isfile(path):
             raise UserError(f"data file {path!r} does not exist; fix data.paths")
+        if path.endswith(".npz"):  # a distillation shard: token ids already in the chat format
+            from pard_jax.distill.shards import read_shard
+
+            records += [{"prompt_ids": r["prompt_ids"], "response_ids": r["response_ids"]} for r in read_shard(path)]
+            continue
         with open(path, encoding="utf-8") as f:
             if path.endswith((".jsonl", ".json")):
                 for n, line in enumerate(f, start=1):
@@ -95,7 +101,9 @@ def _hf_chat_pieces(tok, turns: Turns, chat_template: bool) -> list[tuple[list[i
 def encode_record(record: dict, tok, *, chat_template: bool, train_on_prompt: bool,
                   max_length: int) -> dict[str, np.ndarray]:
     """A record -> {"ids": int32 [n], "targets": bool [n]} (n <= max_length; targets = tokens trained as predictions)."""
-    if "text" in record:
+    if "prompt_ids" in record:  # already tokenized (distillation shards): the answer is what is learned
+        pieces = [(list(record["prompt_ids"]), False), (list(record["response_ids"]), True)]
+    elif "text" in record:
         if isinstance(tok, ByteTokenizer):
             ids = tok.text_ids(record["text"])
         else:

@@ -1,0 +1,85 @@
+"""Choose a draft's sub-vocabulary (FR-Spec): the N ids its target writes most often in the distillation data.
+
+    python train/choose_draft_vocab.py --data data/distill/smollm2 [--data MORE ...] --draft DRAFT_DIR
+        [--size 8192] [--report 2048,4096,8192,16384]
+
+Counts the answer tokens of the data (shards or {"prompt","response"} JSONL), holds out every 10th example
+to report how much of unseen target text each size covers, and writes the chosen ids into DRAFT_DIR's
+config.json as `draft_vocab` (EOS ids always included). Without --draft it only reports.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+
+from pard_jax.cli import run_cli
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", action="append", required=True, help="a data folder of shards, a shard or a .jsonl")
+    ap.add_argument("--draft", help="a draft model directory whose config.json gets `draft_vocab`")
+    ap.add_argument("--size", type=int, default=8192)
+    ap.add_argument("--report", default="2048,4096,8192,16384")
+    ap.add_argument("--target", default="smollm2-135m-instruct", help="for its tokenizer and EOS ids")
+    return ap.parse_args(argv)
+
+
+def answer_ids(paths, tokenizer) -> list:
+    """The answer token ids of every example in the data paths."""
+    from pard_jax.distill.shards import read_shard
+    from pard_jax.errors import UserError
+    from pard_jax.training.records import encode_record, read_records
+
+    files = []
+    for p in paths:
+        files += sorted(glob.glob(os.path.join(p, "shard-*.npz"))) if os.path.isdir(p) else [p]
+    if not files:
+        raise UserError(f"no data in {', '.join(paths)}; pass shard folders, shards or .jsonl files")
+    out = []
+    for f in files:
+        if f.endswith(".npz"):
+            out += [r["response_ids"] for r in read_shard(f)]
+        else:
+            for rec in read_records([f]):
+                e = encode_record(rec, tokenizer, chat_template=True, train_on_prompt=False, max_length=1 << 20)
+                out.append(e["ids"][e["targets"]])
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+
+    def body():
+        import numpy as np
+
+        from pard_jax.distill.vocab import coverage, frequent_ids, token_counts
+        from pard_jax.errors import UserError
+        from pard_jax.weights.tokenizer import load_tokenizer
+
+        tok = load_tokenizer(args.target)
+        vocab = len(tok)
+        answers = answer_ids(args.data, tok)
+        train = token_counts((a for i, a in enumerate(answers) if i % 10), vocab)
+        held = token_counts(answers[::10], vocab)
+        always = [i for i in (tok.eos_token_id,) if i is not None]
+        print(f"{len(answers)} answers, {int(train.sum() + held.sum())} tokens, {int((train > 0).sum())} distinct ids")
+        for n in [int(x) for x in args.report.split(",") if x.strip()] + [args.size]:
+            if 0 < n <= vocab:
+                print(f"  N={n:6d}: covers {coverage(held, frequent_ids(train, n, always)):.2%} of held-out answer "
+                      "tokens")
+        if args.draft:
+            path = os.path.join(args.draft, "config.json")
+            if not os.path.isfile(path):
+                raise UserError(f"{args.draft} has no config.json; pass a draft model directory")
+            ids = frequent_ids(train + held, args.size, always)
+            with open(path) as f:
+                cfg = json.load(f)
+            cfg["draft_vocab"] = [int(i) for i in np.asarray(ids)]
+            with open(path, "w") as f:
+                json.dump(cfg, f, indent=2)
+            print(f"wrote draft_vocab ({len(ids)} ids) into {path}")
+
+    return run_cli(body)
