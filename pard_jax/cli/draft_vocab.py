@@ -49,6 +49,14 @@ def answer_ids(paths, tokenizer) -> list:
     return out
 
 
+def config_json(cfg: dict) -> str:
+    """config.json text, indented as transformers writes it, with the long `draft_vocab` list on one line."""
+    rest = json.dumps({k: v for k, v in cfg.items() if k != "draft_vocab"}, indent=2)
+    if "draft_vocab" not in cfg:
+        return rest + "\n"
+    return rest[:-2] + ',\n  "draft_vocab": ' + json.dumps(cfg["draft_vocab"]) + "\n}\n"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
 
@@ -79,7 +87,7 @@ def main(argv=None) -> int:
                 cfg = json.load(f)
             cfg["draft_vocab"] = [int(i) for i in np.asarray(ids)]
             with open(path, "w") as f:
-                json.dump(cfg, f, indent=2)
+                f.write(config_json(cfg))
             print(f"wrote draft_vocab ({len(ids)} ids) into {path}")
 
     return run_cli(body)
