@@ -90,8 +90,9 @@ def load_model(spec: str, dtype=jnp.float32, num_layers: int | None = None, shar
     `shared_embed` supplies the embedding table of a compact HF-directory draft that ships without one.
     """
     spec = str(spec)
-    if spec == SMOLLM2_ALIAS:
-        return load_gguf(smollm2_gguf_path(), dtype, num_layers, spec=spec)
+    if spec == SMOLLM2_ALIAS:  # its tokenizer: the alias (see weights.tokenizer.load_tokenizer)
+        return dataclasses.replace(load_gguf(smollm2_gguf_path(), dtype, num_layers, spec=spec),
+                                   tokenizer_source=SMOLLM2_ALIAS)
     if spec == SMOLLM2_DRAFT_ALIAS:
         if not os.path.isfile(os.path.join(SMOLLM2_DRAFT_DIR, "config.json")):
             raise UserError(f"the draft {spec!r} is missing from {SMOLLM2_DRAFT_DIR}; reinstall pard-jax, restore "
