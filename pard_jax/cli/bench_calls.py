@@ -6,13 +6,13 @@ Every cost is device time inside one jitted program, without Python dispatch: a 
 times in a `lax.fori_loop` that carries its cache (so nothing is hoisted), on a cache filled to --context
 tokens; a loop iteration (draft -> verify -> accept -> commit, or one plain AR iteration) is measured in
 the real on-device loop as (time of N+20 iterations - time of N) / 20. "outside" is what an iteration costs
-beyond its draft and verify calls (acceptance, commit, bookkeeping). Medians of 3.
+beyond its draft and verify calls (acceptance, commit, bookkeeping). Each figure is the minimum over several
+rounds: the round least disturbed by other work on a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import jax
@@ -34,11 +34,11 @@ def per_call_ms(call, cache, repeats: int) -> float:
     loop = jax.jit(lambda c: jax.lax.fori_loop(0, repeats, body, (c, jnp.zeros((), jnp.int32))))
     jax.block_until_ready(loop(cache))
     times = []
-    for _ in range(3):
+    for _ in range(7):
         t0 = time.perf_counter()
         jax.block_until_ready(loop(cache))
         times.append(time.perf_counter() - t0)
-    return statistics.median(times) / repeats * 1e3
+    return min(times) / repeats * 1e3
 
 
 def iteration_ms(loop, target_params, draft_params, prompt) -> float:
@@ -54,8 +54,8 @@ def iteration_ms(loop, target_params, draft_params, prompt) -> float:
         return time.perf_counter() - t0
 
     run(2)
-    few = statistics.median(run(4) for _ in range(3))
-    many = statistics.median(run(24) for _ in range(3))
+    few = min(run(4) for _ in range(5))
+    many = min(run(24) for _ in range(5))
     return (many - few) / 20 * 1e3
 
 
