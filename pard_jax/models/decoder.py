@@ -277,7 +277,7 @@ def forward_cached(params, cfg: ModelConfig, tokens, cache: KVCache, start, *, d
     """Run T new tokens of each row at positions start[b] .. start[b]+T-1 against the cache.
 
     `params` in the per-layer layout (`unstack_layers`). The call's keys/values are written at those
-    positions; each token sees the cache entries before its own position. Returns logits [B, T, V] (or
+    positions; each token sees the cache entries up to its own position. Returns logits [B, T, V] (or
     [B, N, V] with `logits_at` [B, N]) and the new cache.
     """
     B, T = tokens.shape
