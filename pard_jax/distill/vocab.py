@@ -13,6 +13,8 @@ from typing import Iterable
 
 import numpy as np
 
+from pard_jax.errors import UserError
+
 
 def token_counts(sequences: Iterable[np.ndarray], vocab_size: int) -> np.ndarray:
     """How often each id occurs in `sequences` (e.g. the target's answers): int64 [vocab_size]."""
@@ -26,7 +28,8 @@ def frequent_ids(counts: np.ndarray, n: int, always: Iterable[int] = ()) -> np.n
     """The `n` ids to keep, sorted: every id in `always` (e.g. EOS), then the most frequent (ties: lower id)."""
     always = sorted(set(int(i) for i in always))
     if not 0 < n <= counts.shape[0] or len(always) > n:
-        raise ValueError(f"cannot choose {n} of {counts.shape[0]} ids with {len(always)} fixed ones")
+        raise UserError(f"a sub-vocabulary of {n} ids must lie between {max(len(always), 1)} and "
+                        f"{counts.shape[0]}; choose another --size")
     order = np.lexsort((np.arange(counts.shape[0]), -counts))  # by count descending, then id
     chosen = set(always)
     for i in order:
