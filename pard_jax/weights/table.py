@@ -183,7 +183,7 @@ def params_to_hf(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
         ids = np.asarray(cfg.draft_vocab)
         head = flat["draft_head"]
         if not (cfg.tie_word_embeddings and np.array_equal(head, flat["embed"][ids])):
-            full = np.array(flat["lm_head"].T if "lm_head" in flat else flat["embed"])
+            full = np.array(flat["embed"])  # a draft_vocab model has no lm_head param
             full[ids] = head
             out["lm_head.weight"] = np.ascontiguousarray(full)
     unknown = sorted(set(flat) - used)
