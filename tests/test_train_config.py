@@ -54,6 +54,8 @@ def test_bad_input_gives_one_sentence_and_a_nonzero_exit(tmp_path):
         "r_min": (["pard.r_min=0"], "r_min"),
         "mask id": (["pard.mask_token_id=264"], "mask_token_id"),
         "unknown key": (["train.stpes=3"], "train.stpes"),
+        "embed rows of a trained table": (["model.train_embed_rows=[5]"], "model.freeze"),
+        "empty sub-vocabulary": (["model.draft_vocab=0"], "model.draft_vocab"),
         "other model shape": (["model.hf_config.hidden_size=32", "model.hf_config.head_dim=8"], "different model"),
     }
     procs = {name: _cli(*over, run_dir=tmp_path / ("run" if name == "other model shape" else name.replace(" ", "_")))
@@ -65,3 +67,38 @@ def test_bad_input_gives_one_sentence_and_a_nonzero_exit(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: "), (name, err[-2000:])
         assert cases[name][1] in lines[0], (name, lines[0])
     assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == before  # refused, not overwritten
+
+
+def test_sub_vocabulary_head_and_learned_mask_row_train_and_ship_compactly(tmp_path):
+    """model.draft_vocab=N picks the N ids the data trains most often (EOS always in); with the table frozen but
+    for the mask row, training moves that row only, and the compact export holds the trained head and that row."""
+    import jax
+    import numpy as np
+
+    from pard_jax.distill.vocab import token_counts, trained_ids
+    from pard_jax.training import trainer
+    from pard_jax.training.export import export_checkpoint
+    from pard_jax.training.records import read_records
+    from pard_jax.weights.sources import load_model
+
+    cfg = load_train_config(SMOKE, [f"run_dir={tmp_path / 'run'}", f"data.paths=[{DATA}]", "model.draft_vocab=40",
+                                    "model.freeze=[embed]", "model.train_embed_rows=[5]", "train.steps=3",
+                                    "checkpoint.every=3", "optimizer.warmup_steps=0", "mesh.data=1"])
+    model = trainer.load_initial_model(cfg)
+    ids = np.asarray(model.cfg.draft_vocab)
+    counts = token_counts(trained_ids(read_records([DATA]), model.tokenizer), model.cfg.vocab_size)
+    assert len(ids) == 40 and model.tokenizer.eos_token_id in ids
+    others = np.setdiff1d(np.arange(model.cfg.vocab_size), ids)
+    assert counts[others].max() <= np.sort(counts[ids])[1]  # the most frequent (EOS may be the one rare pick)
+
+    trainer.run(cfg, progress=False, devices=jax.devices()[:1])
+    out = tmp_path / "draft"
+    assert export_checkpoint(cfg.run_dir, str(out), compact=True) == 3
+    init = trainer.initial_state(trainer.build_setup(cfg, devices=jax.devices()[:1]))[0]
+    table = np.asarray(init["embed"])
+    draft = load_model(str(out), shared_embed=table)
+    assert draft.cfg.draft_vocab == model.cfg.draft_vocab
+    moved = np.flatnonzero(np.any(draft.params["embed"] != table, axis=1))
+    assert moved.tolist() == [5]
+    assert draft.params["draft_head"].shape == (40, 64)
+    assert not np.allclose(draft.params["draft_head"], table[ids], atol=1e-2)  # the head trained

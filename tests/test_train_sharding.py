@@ -26,10 +26,10 @@ SCRIPT = textwrap.dedent("""
     model.host_params = jax.device_get(init_params(model.cfg, jax.random.key(3)))
     local = next(pipeline.train_batches(cfg, model.tokenizer))
 
-    def step(mesh, devices, freeze=(), **train):
+    def step(mesh, devices, freeze=(), rows=(), **train):
         c = dataclasses.replace(cfg, mesh=dataclasses.replace(cfg.mesh, **mesh),
                                 train=dataclasses.replace(cfg.train, **train),
-                                model=dataclasses.replace(cfg.model, freeze=list(freeze)))
+                                model=dataclasses.replace(cfg.model, freeze=list(freeze), train_embed_rows=list(rows)))
         s = trainer.build_setup(c, model=model, devices=devices)
         params, opt_state = trainer.initial_state(s)
         params, opt_state, metrics = s.step_fn(params, opt_state, trainer.global_batch(s, local))
@@ -46,6 +46,7 @@ SCRIPT = textwrap.dedent("""
         "remat": step(dict(data=2, fsdp=2, tensor=2), devs, grad_accum=2, remat=True),
         "bf16": step(dict(data=2, fsdp=2, tensor=2), devs, compute_dtype="bfloat16"),
         "frozen": step(dict(data=2, fsdp=2, tensor=2), devs, freeze=["embed"]),
+        "rows": step(dict(data=2, fsdp=2, tensor=2), devs, freeze=["embed"], rows=[5]),  # 5: the mask id
     }
     init = model.host_params
     ref = jax.tree.leaves(runs["one"][0])
@@ -57,6 +58,7 @@ SCRIPT = textwrap.dedent("""
                          dtypes=sorted({str(x.dtype) for x in jax.tree.leaves(params)}),
                          shards=shards,
                          embed_moved=float(np.max(np.abs(params["embed"] - init["embed"]))),
+                         rows_moved=np.flatnonzero(np.any(params["embed"] != init["embed"], axis=1)).tolist(),
                          rest_moved=min(float(np.max(np.abs(a - b))) for a, b in zip(
                              jax.tree.leaves({n: p for n, p in params.items() if n != "embed"}),
                              jax.tree.leaves({n: p for n, p in init.items() if n != "embed"}))))
@@ -91,3 +93,5 @@ def test_one_step_on_8_devices_equals_one_device(tmp_path):
     assert one["embed_moved"] > 0 and one["rest_moved"] > 0
     assert res["frozen"]["embed_moved"] == 0.0 and res["frozen"]["rest_moved"] > 0
     assert abs(res["frozen"]["loss"] - one["loss"]) < 1e-5 * abs(one["loss"])
+    # model.train_embed_rows=[5] with the table frozen: the mask token's row learns, no other row moves.
+    assert res["rows"]["rows_moved"] == [5] and res["rows"]["rest_moved"] > 0

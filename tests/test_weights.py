@@ -329,3 +329,34 @@ def test_compact_draft_export_loads_with_the_targets_embedding(tmp_path):
     assert jax.tree.structure(loaded.params) == jax.tree.structure(params)
     with pytest.raises(UserError, match="does not fit"):
         load_model(str(tmp_path), shared_embed=params["embed"][:-1])
+
+
+def test_compact_draft_ships_its_own_embedding_rows_and_trained_sub_vocabulary_head(tmp_path):
+    """A draft trained with a frozen table but a learned mask row and a trained sub-vocabulary head: the compact
+    form holds just that row and the N-row head, and loads beside the target's table as the same model; the
+    full form carries them in an ordinary HF table and lm_head."""
+    from pard_jax.models import decoder
+    from tests.tiny_models import tiny_config, tiny_params
+
+    base = tiny_config()
+    ids = tuple(range(0, base.vocab_size, 3))
+    cfg = dataclasses.replace(base, pard_token=3, draft_vocab=ids)
+    params = tiny_params(cfg, 0, scale=1.0)
+    target_table = np.asarray(params["embed"])
+    params["embed"] = params["embed"].at[3].set(params["embed"][7] * 2)  # the learned mask row
+    params["draft_head"] = params["draft_head"] * 1.5  # trained: no longer the table's rows
+    export_hf(params, cfg, str(tmp_path / "compact"), compact=True, embed_rows=[3])
+    export_hf(params, cfg, str(tmp_path / "full"))
+    compact = load_model(str(tmp_path / "compact"), shared_embed=target_table)
+    full = load_model(str(tmp_path / "full"))
+    assert np.array_equal(full.params["embed"], params["embed"])
+    assert np.array_equal(full.params["draft_head"], params["draft_head"])
+    np.testing.assert_allclose(compact.params["embed"], params["embed"], rtol=1e-2, atol=1e-2)  # bfloat16 row
+    assert np.array_equal(np.delete(compact.params["embed"], 3, 0), np.delete(target_table, 3, 0))
+    np.testing.assert_allclose(compact.params["draft_head"], params["draft_head"], rtol=1e-2, atol=1e-2)
+    tokens = jnp.asarray([[1, 3, 3, 5, 8]])
+    pos = jnp.arange(5)[None]
+    ref = decoder.forward(params, cfg, tokens, pos)
+    got = decoder.forward(compact.params, compact.cfg, tokens, pos)
+    assert ref.shape == got.shape == (1, 5, len(ids))
+    assert float(jnp.max(jnp.abs(ref - got))) < 0.05 * float(jnp.max(jnp.abs(ref)))

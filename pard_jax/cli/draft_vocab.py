@@ -10,7 +10,6 @@ config.json as `draft_vocab` (EOS ids always included). Without --draft it only 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 
@@ -27,28 +26,6 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def answer_ids(paths, tokenizer) -> list:
-    """The answer token ids of every example in the data paths."""
-    from pard_jax.distill.shards import read_shard
-    from pard_jax.errors import UserError
-    from pard_jax.training.records import encode_record, read_records
-
-    files = []
-    for p in paths:
-        files += sorted(glob.glob(os.path.join(p, "shard-*.npz"))) if os.path.isdir(p) else [p]
-    if not files:
-        raise UserError(f"no data in {', '.join(paths)}; pass shard folders, shards or .jsonl files")
-    out = []
-    for f in files:
-        if f.endswith(".npz"):
-            out += [r["response_ids"] for r in read_shard(f)]
-        else:
-            for rec in read_records([f]):
-                e = encode_record(rec, tokenizer, chat_template=True, train_on_prompt=False, max_length=1 << 20)
-                out.append(e["ids"][e["targets"]])
-    return out
-
-
 def config_json(cfg: dict) -> str:
     """config.json text, indented as transformers writes it, with the long `draft_vocab` list on one line."""
     rest = json.dumps({k: v for k, v in cfg.items() if k != "draft_vocab"}, indent=2)
@@ -63,13 +40,14 @@ def main(argv=None) -> int:
     def body():
         import numpy as np
 
-        from pard_jax.distill.vocab import coverage, frequent_ids, token_counts
+        from pard_jax.distill.vocab import coverage, frequent_ids, token_counts, trained_ids
         from pard_jax.errors import UserError
+        from pard_jax.training.records import read_records
         from pard_jax.weights.tokenizer import load_tokenizer
 
         tok = load_tokenizer(args.target)
         vocab = len(tok)
-        answers = answer_ids(args.data, tok)
+        answers = trained_ids(read_records(args.data), tok)
         train = token_counts((a for i, a in enumerate(answers) if i % 10), vocab)
         held = token_counts(answers[::10], vocab)
         always = [i for i in (tok.eos_token_id,) if i is not None]

@@ -16,6 +16,19 @@ import numpy as np
 from pard_jax.errors import UserError
 
 
+def trained_ids(records: list[dict], tokenizer, *, chat_template: bool = True,
+                train_on_prompt: bool = False) -> list[np.ndarray]:
+    """The ids each training record (`training.records`) trains as predictions: the target's answers."""
+    from pard_jax.training.records import encode_record
+
+    out = []
+    for rec in records:
+        e = encode_record(rec, tokenizer, chat_template=chat_template, train_on_prompt=train_on_prompt,
+                          max_length=1 << 30)
+        out.append(e["ids"][e["targets"]])
+    return out
+
+
 def token_counts(sequences: Iterable[np.ndarray], vocab_size: int) -> np.ndarray:
     """How often each id occurs in `sequences` (e.g. the target's answers): int64 [vocab_size]."""
     counts = np.zeros(vocab_size, np.int64)

@@ -23,6 +23,12 @@ class ModelSection:
     # top-level parameters kept at their initial values, e.g. [embed]: a draft that keeps its target's
     # embedding table can ship without it (`export --compact`) and take the target's at load time
     freeze: list[str] = dataclasses.field(default_factory=list)
+    # token ids whose rows of a frozen `embed` still train, e.g. [the mask token id]: the draft learns its mask
+    # embedding, and a compact export ships just those rows beside the target's table
+    train_embed_rows: list[int] = dataclasses.field(default_factory=list)
+    # a sub-vocabulary output layer (FR-Spec) over the N ids most frequent among the data's trained tokens
+    # (EOS always included), initialised from the output layer's rows and trained; None: the whole vocabulary
+    draft_vocab: int | None = None
     tokenizer: str | None = None  # "bytes" (built-in byte tokenizer) or a tokenizer source; default: the spec's
 
 
@@ -124,6 +130,11 @@ def validate_static(cfg: TrainConfig) -> None:
         raise UserError("set exactly one of model.spec (start from a model) and model.hf_config (random init)")
     if cfg.model.hf_config is not None and cfg.model.num_layers is not None:
         raise UserError("model.num_layers applies to model.spec only; set num_hidden_layers in model.hf_config")
+    if cfg.model.train_embed_rows and "embed" not in cfg.model.freeze:
+        raise UserError("model.train_embed_rows picks rows of a frozen table; add embed to model.freeze, or drop "
+                        "train_embed_rows to train the whole table")
+    if cfg.model.draft_vocab is not None and cfg.model.draft_vocab < 1:
+        raise UserError(f"model.draft_vocab must be a positive number of ids, got {cfg.model.draft_vocab}")
     if cfg.pard.mask_token_id is None:
         raise UserError("set pard.mask_token_id to a reserved token id of the model's vocabulary")
     if not cfg.data.paths:

@@ -15,8 +15,8 @@ def export_checkpoint(run_dir: str, out_dir: str, step: int | None = None, compa
     """Write the params of checkpoint `step` (default: the latest complete one) to `out_dir`; returns the step.
 
     The tokenizer files are saved too, unless the run used the built-in byte tokenizer. `compact` writes
-    bfloat16 weights without the embedding table (`weights.export.export_hf`), which is only right when the
-    run kept the table frozen.
+    bfloat16 weights without the embedding table but for the rows the run trained (`weights.export.export_hf`),
+    which is only right when the run kept the rest of the table frozen.
     """
     from pard_jax.weights.export import export_hf
 
@@ -42,5 +42,6 @@ def export_checkpoint(run_dir: str, out_dir: str, step: int | None = None, compa
         from pard_jax.weights.tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer(meta["tokenizer_source"])
-    export_hf(params, cfg, out_dir, tokenizer=tokenizer, compact=compact)
+    export_hf(params, cfg, out_dir, tokenizer=tokenizer, compact=compact,
+              embed_rows=meta.get("train_embed_rows", []))
     return step

@@ -3,6 +3,7 @@ the tokens trained as predictions (the assistant's, unless `data.train_on_prompt
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from typing import Any, Iterable
@@ -38,11 +39,21 @@ def read_records(paths: Iterable[str]) -> list[dict]:
 
     .jsonl: one JSON object per line ({"conversation": [{"human", "assistant"}, ...]},
     {"prompt", "response"} or {"text"}); .npz: a distillation shard of token ids (`pard_jax.distill.shards`);
-    any other file is plain text with documents separated by blank lines.
+    any other file is plain text with documents separated by blank lines. A folder stands for its distillation
+    shards (shard-*.npz, in order).
     """
     records: list[dict] = []
     paths = list(paths)
+    files = []
     for path in paths:
+        if os.path.isdir(path):
+            shard_files = sorted(glob.glob(os.path.join(path, "shard-*.npz")))
+            if not shard_files:
+                raise UserError(f"the data folder {path!r} holds no shard-*.npz files; fix data.paths")
+            files += shard_files
+        else:
+            files.append(path)
+    for path in files:
         if not os.path.isfile(path):
             raise UserError(f"data file {path!r} does not exist; fix data.paths")
         if path.endswith(".npz"):  # a distillation shard: token ids already in the chat format

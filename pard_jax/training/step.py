@@ -105,9 +105,17 @@ def make_optimizer(schedule: optax.Schedule, *, weight_decay: float = 0.0, b1: f
     return optax.chain(*parts)
 
 
-def stop_frozen(params, frozen: tuple[str, ...]):
-    """`params` with no gradient through the `frozen` top-level entries (the compiler then skips their grads)."""
-    return {name: jax.lax.stop_gradient(p) if name in frozen else p for name, p in params.items()}
+def stop_frozen(params, frozen: tuple[str, ...], embed_rows: tuple[int, ...] = ()):
+    """`params` with no gradient through the `frozen` top-level entries (the compiler then skips their grads),
+    except through the rows `embed_rows` of a frozen `embed` (e.g. the mask token's: the draft learns it)."""
+    def stop(name, p):
+        if name not in frozen:
+            return p
+        if name == "embed" and embed_rows:
+            live = jnp.zeros((p.shape[0], 1), bool).at[jnp.asarray(embed_rows)].set(True)
+            return jnp.where(live, p, jax.lax.stop_gradient(p))
+        return jax.lax.stop_gradient(p)
+    return {name: stop(name, p) for name, p in params.items()}
 
 
 def opt_state_shardings(optimizer: optax.GradientTransformation, abstract_params, param_shardings, mesh: Mesh):
@@ -126,10 +134,10 @@ def batch_sharding(mesh: Mesh, rules=sharding.LOGICAL_AXIS_RULES) -> NamedShardi
 
 
 def grads_and_stats(params, cfg: ModelConfig, batch, k: int, *, dtype, remat: bool,
-                    frozen: tuple[str, ...] = ()):
+                    frozen: tuple[str, ...] = (), embed_rows: tuple[int, ...] = ()):
     """Gradient of the summed loss and the stats, accumulated over the leading micro-batch axis [A, B, T]."""
     def loss(p, batch):
-        return loss_sums(stop_frozen(p, frozen), cfg, batch, k, dtype=dtype, remat=remat)
+        return loss_sums(stop_frozen(p, frozen, embed_rows), cfg, batch, k, dtype=dtype, remat=remat)
     grad_fn = jax.value_and_grad(loss, has_aux=True)
 
     def micro(carry, mb):
@@ -146,12 +154,14 @@ def grads_and_stats(params, cfg: ModelConfig, batch, k: int, *, dtype, remat: bo
 
 
 def train_step(params, opt_state, batch, *, cfg: ModelConfig, optimizer: optax.GradientTransformation,
-               k: int, dtype=jnp.float32, remat: bool = False, frozen: tuple[str, ...] = ()):
+               k: int, dtype=jnp.float32, remat: bool = False, frozen: tuple[str, ...] = (),
+               embed_rows: tuple[int, ...] = ()):
     """One optimizer step on a [A, B, T] batch: the mean loss over all its labelled tokens.
 
     Returns new params, new optimizer state and metrics (loss, accuracy_by_block, grad_norm, counts).
     """
-    grads, loss_sum, stats = grads_and_stats(params, cfg, batch, k, dtype=dtype, remat=remat, frozen=frozen)
+    grads, loss_sum, stats = grads_and_stats(params, cfg, batch, k, dtype=dtype, remat=remat, frozen=frozen,
+                                             embed_rows=embed_rows)
     grads = jax.tree.map(lambda g: g / jnp.maximum(stats["tokens"], 1.0), grads)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
@@ -162,12 +172,13 @@ def train_step(params, opt_state, batch, *, cfg: ModelConfig, optimizer: optax.G
 
 def jit_train_step(cfg: ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh, param_shardings,
                    opt_shardings, *, k: int, dtype=jnp.float32, remat: bool = False,
-                   frozen: tuple[str, ...] = (), rules=sharding.LOGICAL_AXIS_RULES) -> Callable[..., Any]:
+                   frozen: tuple[str, ...] = (), embed_rows: tuple[int, ...] = (),
+                   rules=sharding.LOGICAL_AXIS_RULES) -> Callable[..., Any]:
     """`step(params, opt_state, batch) -> (params, opt_state, metrics)`, jitted with shardings; params and
     optimizer state are donated. Call it with the global arrays; it enters the mesh and rules itself."""
     step = jax.jit(
         functools.partial(train_step, cfg=cfg, optimizer=optimizer, k=k, dtype=dtype, remat=remat,
-                          frozen=frozen),
+                          frozen=frozen, embed_rows=embed_rows),
         in_shardings=(param_shardings, opt_shardings, batch_sharding(mesh, rules)),
         out_shardings=(param_shardings, opt_shardings, sharding.replicated(mesh)),
         donate_argnums=(0, 1),

@@ -69,8 +69,37 @@ def load_initial_model(cfg: TrainConfig) -> InitialModel:
         raise UserError(f"the tokenizer has {n_ids} ids but the model's vocabulary has {model_cfg.vocab_size}; "
                         "use the model's own tokenizer")
     check_mask_token(cfg.pard.mask_token_id, model_cfg.vocab_size, tok, name="pard.mask_token_id")
+    bad_rows = [i for i in m.train_embed_rows if not 0 <= i < model_cfg.vocab_size]
+    if bad_rows:
+        raise UserError(f"model.train_embed_rows {bad_rows} lie outside the vocabulary 0..{model_cfg.vocab_size - 1}")
     model_cfg = dataclasses.replace(model_cfg, pard_token=cfg.pard.mask_token_id)
+    if m.draft_vocab is not None:
+        model_cfg, host_params = with_draft_vocab(cfg, model_cfg, host_params, tok)
     return InitialModel(model_cfg, host_params, tok, tok_source)
+
+
+def with_draft_vocab(cfg: TrainConfig, model_cfg: ModelConfig, host_params: dict | None, tok):
+    """The model with a sub-vocabulary head over the `model.draft_vocab` ids most frequent among the training
+    data's trained tokens (EOS always in): its `draft_head` starts as those rows of the output layer."""
+    from pard_jax.distill.vocab import coverage, frequent_ids, token_counts, trained_ids
+    from pard_jax.training.records import read_records
+
+    if model_cfg.draft_vocab is not None:
+        raise UserError("model.draft_vocab: the model already has a sub-vocabulary head; drop the setting")
+    d = cfg.data
+    counts = token_counts(trained_ids(read_records(d.paths), tok, chat_template=d.chat_template,
+                                      train_on_prompt=d.train_on_prompt), model_cfg.vocab_size)
+    eos = [i for i in (*model_cfg.eos_token_ids, getattr(tok, "eos_token_id", None)) if i is not None]
+    ids = frequent_ids(counts, min(cfg.model.draft_vocab, model_cfg.vocab_size), always=eos)
+    if jax.process_index() == 0:
+        print(f"sub-vocabulary head: {len(ids)} ids cover {coverage(counts, ids):.2%} of the trained tokens",
+              flush=True)
+    model_cfg = dataclasses.replace(model_cfg, draft_vocab=tuple(int(i) for i in ids))
+    if host_params is not None:
+        rows = host_params["embed"] if "lm_head" not in host_params else host_params["lm_head"].T
+        host_params = {k: v for k, v in host_params.items() if k != "lm_head"}
+        host_params["draft_head"] = np.ascontiguousarray(rows[ids])
+    return model_cfg, host_params
 
 
 def optimizer_for(cfg: TrainConfig):
@@ -117,7 +146,8 @@ def build_setup(cfg: TrainConfig, model: InitialModel | None = None, devices=Non
     opt_shardings = train_step.opt_state_shardings(optimizer, abstract, param_shardings, mesh)
     step_fn = train_step.jit_train_step(
         model.cfg, optimizer, mesh, param_shardings, opt_shardings, k=cfg.pard.k,
-        dtype=dtype_of(cfg.train.compute_dtype), remat=cfg.train.remat, frozen=tuple(cfg.model.freeze))
+        dtype=dtype_of(cfg.train.compute_dtype), remat=cfg.train.remat, frozen=tuple(cfg.model.freeze),
+        embed_rows=tuple(cfg.model.train_embed_rows))
     return TrainSetup(cfg, model, mesh, abstract, param_shardings, opt_shardings, optimizer, jax.jit(schedule),
                       step_fn, train_step.batch_sharding(mesh))
 
@@ -145,7 +175,8 @@ def global_batch(s: TrainSetup, local: dict[str, np.ndarray]) -> dict[str, jax.A
 
 def checkpoint_meta(s: TrainSetup) -> dict:
     return {"model": s.model.cfg.to_hf_dict(), "tokenizer_source": s.model.tokenizer_source,
-            "pard": dataclasses.asdict(s.cfg.pard), "frozen": list(s.cfg.model.freeze)}
+            "pard": dataclasses.asdict(s.cfg.pard), "frozen": list(s.cfg.model.freeze),
+            "train_embed_rows": list(s.cfg.model.train_embed_rows)}
 
 
 def _trim_metrics(path: str, last_step: int) -> None:

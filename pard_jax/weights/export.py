@@ -4,33 +4,46 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Sequence
+
+import numpy as np
 
 from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig
-from pard_jax.weights.table import params_to_hf
+from pard_jax.weights.table import EMBED_ROW_IDS, EMBED_ROWS, params_to_hf
 
 
-def export_hf(params, cfg: ModelConfig, out_dir: str, tokenizer=None, compact: bool = False) -> None:
+def export_hf(params, cfg: ModelConfig, out_dir: str, tokenizer=None, compact: bool = False,
+              embed_rows: Sequence[int] = ()) -> None:
     """Write model.safetensors + config.json (+ tokenizer files) that transformers loads with the same logits.
 
-    `compact` writes a draft for shipping beside its target: bfloat16 weights and no embedding table (the
-    target's is used at load time; requires tied embeddings). transformers cannot load that form.
+    `compact` writes a draft for shipping beside its target: bfloat16 weights and, of the embedding table, only
+    the rows `embed_rows` (where the draft's table differs from its target's, e.g. a learned mask token); the
+    rest is the target's at load time (requires tied embeddings). A trained sub-vocabulary head goes out as an
+    lm_head of only its N rows. transformers cannot load that form; the full form is an ordinary HF model.
     """
     from safetensors.numpy import save_file
 
     tensors = params_to_hf(params, cfg)
     untied = cfg.tie_word_embeddings and "lm_head.weight" in tensors  # a trained sub-vocabulary head
     if compact:
-        if not cfg.tie_word_embeddings or untied:
+        if not cfg.tie_word_embeddings:
             raise UserError("a compact export drops the embedding table, which needs tied embeddings; "
                             "export the full form instead")
         import ml_dtypes
 
-        tensors = {k: v.astype(ml_dtypes.bfloat16) for k, v in tensors.items() if k != "model.embed_tokens.weight"}
+        table = tensors.pop("model.embed_tokens.weight")
+        if untied:
+            tensors["lm_head.weight"] = tensors["lm_head.weight"][np.asarray(cfg.draft_vocab)]
+        tensors = {k: v.astype(ml_dtypes.bfloat16) for k, v in tensors.items()}
+        if len(embed_rows):
+            rows = np.asarray(sorted(set(int(i) for i in embed_rows)), np.int64)
+            tensors[EMBED_ROWS] = table[rows].astype(ml_dtypes.bfloat16)
+            tensors[EMBED_ROW_IDS] = rows
     hf_cfg = cfg.to_hf_dict()
     if untied:
         hf_cfg["tie_word_embeddings"] = False
-    dtypes = {str(a.dtype) for a in tensors.values()}
+    dtypes = {str(a.dtype) for k, a in tensors.items() if k != EMBED_ROW_IDS}
     if len(dtypes) == 1:
         name = dtypes.pop()
         hf_cfg["torch_dtype"] = name

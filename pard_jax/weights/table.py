@@ -64,6 +64,9 @@ RULES: tuple[Rule, ...] = (
         Rule(_L + f"mlp.{p}_proj.bias", f"layers/mlp/{p}_proj/bias"),
     )),
 )
+# A compact draft's own rows of its embedding table (the rest is its target's), e.g. a learned mask embedding:
+# [R, D] and their ids [R] (`weights.export.export_hf`).
+EMBED_ROWS, EMBED_ROW_IDS = "pard.embed_rows.weight", "pard.embed_rows.ids"
 _RULE_REGEXES = tuple((layer_regex(rule.hf), rule) for rule in RULES)
 # Tensors some checkpoints carry that the model recomputes.
 _IGNORED = re.compile(r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq|model\.rotary_emb\.inv_freq")
@@ -98,7 +101,11 @@ def hf_to_params(cfg: ModelConfig, names: Iterable[str], get: Callable[[str], np
     flat: dict[str, np.ndarray] = {}
     filled: dict[str, set[int]] = {}
     full_head = None  # a sub-vocabulary draft's whole-vocabulary lm_head, from which draft_head is taken
+    own_rows = {}  # a compact draft's own embedding rows
     for name in names:
+        if name in (EMBED_ROWS, EMBED_ROW_IDS):
+            own_rows[name] = np.asarray(get(name))
+            continue
         hit = match_rule(name)
         if hit is None:
             if _IGNORED.fullmatch(name):
@@ -108,7 +115,11 @@ def hf_to_params(cfg: ModelConfig, names: Iterable[str], get: Callable[[str], np
         rule, i = hit
         if rule.path not in shapes:
             if rule.path == "lm_head" and cfg.draft_vocab is not None and not cfg.tie_word_embeddings:
-                full_head = rule.convert(np.asarray(get(name)))  # [D, V]
+                head = np.asarray(get(name))  # [V, D], or [N, D] in a compact draft: the sub-vocabulary rows only
+                if head.shape == shapes["draft_head"]:
+                    flat["draft_head"] = np.ascontiguousarray(head, dtype=np_dtype)
+                else:
+                    full_head = rule.convert(head)  # [D, V]
                 continue
             if rule.path == "lm_head" and cfg.tie_word_embeddings:
                 continue  # some tied checkpoints also store the (identical) head
@@ -137,7 +148,17 @@ def hf_to_params(cfg: ModelConfig, names: Iterable[str], get: Callable[[str], np
         if tuple(shared_embed.shape) != shapes["embed"]:
             raise UserError(f"{source} has no embedding table and the target's {tuple(shared_embed.shape)} does "
                             f"not fit its config {shapes['embed']}; use the target it was trained with")
-        flat["embed"] = np.asarray(shared_embed, dtype=np_dtype)
+        flat["embed"] = np.array(shared_embed, dtype=np_dtype)  # a copy: own rows may be written into it
+    if own_rows:
+        if set(own_rows) != {EMBED_ROWS, EMBED_ROW_IDS} or "embed" not in flat:
+            raise UserError(f"{source} has embedding rows of its own but no table to put them in (or lacks their "
+                            "ids); load it as a draft with its target, or re-export it")
+        ids, rows = own_rows[EMBED_ROW_IDS].astype(np.int64), own_rows[EMBED_ROWS]
+        if ids.ndim != 1 or rows.shape != (len(ids), shapes["embed"][1]) or ids.min(initial=0) < 0 \
+                or ids.max(initial=0) >= shapes["embed"][0]:
+            raise UserError(f"{source}: its own embedding rows {tuple(rows.shape)} / ids {tuple(ids.shape)} do not "
+                            f"fit the table {shapes['embed']}; re-export the draft")
+        flat["embed"][ids] = rows
     if cfg.draft_vocab is not None and "draft_head" not in flat:
         ids = np.asarray(cfg.draft_vocab)
         if full_head is not None:
