@@ -16,6 +16,8 @@ from pard_jax.cli import generate
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROMPTS = ["What is 7 times 8?", "Name three colors.", "Write a haiku about the sea."]
+# One answer length for every SmolLM2 test, so tests with the same batch share compiled ar programs.
+NEW = "24"
 
 
 def run_cli(capsys, *argv):
@@ -36,7 +38,7 @@ def prompts_file(tmp_path_factory):
 
 
 def test_json_contract_and_pard_equals_ar_on_smollm2(capsys, prompts_file):
-    rc, out, _ = run_cli(capsys, "--prompts-file", prompts_file, "--max-new-tokens", "24", "--json",
+    rc, out, _ = run_cli(capsys, "--prompts-file", prompts_file, "--max-new-tokens", NEW, "--json",
                          "--batch-size", "3", "--mode", "ar")
     assert rc == 0
     ar = json_rows(out)
@@ -49,7 +51,7 @@ def test_json_contract_and_pard_equals_ar_on_smollm2(capsys, prompts_file):
         assert row["num_generated"] == len(row["token_ids"]) == row["target_calls"]
         assert row["mean_accepted"] == 1.0 and row["text"].strip()
     # The target itself as an (untrained) PARD draft: different machinery, identical text, in a batch.
-    rc, out, _ = run_cli(capsys, "--prompts-file", prompts_file, "--max-new-tokens", "24", "--json",
+    rc, out, _ = run_cli(capsys, "--prompts-file", prompts_file, "--max-new-tokens", NEW, "--json",
                          "--batch-size", "3", "--mode", "pard", "--draft", "smollm2-135m-instruct",
                          "--mask-token-id", "16", "-k", "4")
     assert rc == 0
@@ -64,7 +66,7 @@ def test_json_contract_and_pard_equals_ar_on_smollm2(capsys, prompts_file):
 
 
 def test_sd_equals_ar_on_smollm2_with_a_truncated_draft(capsys):
-    args = ["--prompt", PROMPTS[2], "--max-new-tokens", "20", "--json"]
+    args = ["--prompt", PROMPTS[2], "--max-new-tokens", NEW, "--json"]
     _, out, _ = run_cli(capsys, *args, "--mode", "ar")
     rc, out_sd, _ = run_cli(capsys, *args, "--mode", "sd", "--draft", "smollm2-135m-instruct",
                             "--draft-layers", "4", "-k", "3")
@@ -75,7 +77,7 @@ def test_sd_equals_ar_on_smollm2_with_a_truncated_draft(capsys):
 def test_default_config_decodes_with_the_shipped_pard_draft(capsys, prompts_file):
     """The packaged default config: PARD with the packaged draft smollm2-135m-pard; same tokens as ar, and it
     accepts."""
-    args = ["--prompts-file", prompts_file, "--max-new-tokens", "48", "--json", "--batch-size", "3"]
+    args = ["--prompts-file", prompts_file, "--max-new-tokens", NEW, "--json", "--batch-size", "3"]
     rc, out, _ = run_cli(capsys, *args)
     assert rc == 0
     pard = json_rows(out)
@@ -90,7 +92,7 @@ def test_default_config_decodes_with_the_shipped_pard_draft(capsys, prompts_file
 
 
 def test_compare_ar_reports_speedup_and_identical_text(capsys):
-    rc, out, _ = run_cli(capsys, "--prompt", PROMPTS[0], "--max-new-tokens", "16", "--compare-ar")
+    rc, out, _ = run_cli(capsys, "--prompt", PROMPTS[0], "--max-new-tokens", NEW, "--compare-ar")
     assert rc == 0
     last = out.strip().splitlines()[-1]
     assert "x the speed of ar" in last and "text identical to ar for 1 of 1 prompt(s)" in last, out
@@ -114,7 +116,9 @@ def bad_inputs(tmp):
         "unsupported architecture": (["--target", str(gpt2), "--prompt", "hi"], "LlamaForCausalLM"),
         "empty prompts file": (["--prompts-file", write(tmp / "e.txt", "\n\n")], "empty"),
         "missing prompts file": (["--prompts-file", str(tmp / "none.jsonl")], "does not exist"),
-        "prompt longer than cache": (["--prompt", "word " * 300, "max_cache_len=256"], "capacity"),
+        "prompt longer than the context": (["--prompt", "word " * 300, "max_cache_len=256"], "context"),
+        "cache over the memory budget": (["--prompt", "hi", "cache_memory_gb=0.0001"], "cache_memory_gb"),
+        "prefill chunk": (["--prompt", "hi", "prefill_chunk=0"], "prefill_chunk"),
         "negative temperature": (["--prompt", "hi", "--temperature", "-1"], "temperature"),
         "top-p above 1": (["--prompt", "hi", "--top-p", "1.5"], "top-p"),
         "top-p zero": (["--prompt", "hi", "--top-p", "0"], "top-p"),

@@ -51,6 +51,34 @@ def test_cached_calls_equal_one_uncached_pass(cfg):
                                rtol=1e-4)
 
 
+@pytest.mark.parametrize("length", [5, 8, 24])
+def test_chunked_prefill_equals_one_shot_prefill(length):
+    """A prompt written 8 tokens at a time (one compiled chunk, attending to the cache so far) leaves the same
+    cache as one pass, and the next token's logits agree: prompts shorter than, equal to and longer than a chunk."""
+    cfg = CFGS[1]
+    params = decoder.unstack_layers(tiny_params(cfg, seed=4, scale=3.0))
+    tokens = jax.random.randint(jax.random.key(5), (2, length + 1), 0, cfg.vocab_size)
+    prompt, nxt = tokens[:, :length], tokens[:, length:]
+    prefill = jax.jit(decoder.prefill, static_argnums=1, static_argnames="chunk")
+    one = prefill(params, cfg, prompt, init_cache(cfg, 2, 32))
+    chunked = prefill(params, cfg, prompt, init_cache(cfg, 2, 32), chunk=8)
+    for a, b in zip(one, chunked):
+        np.testing.assert_allclose(np.asarray(a.k[:, :, :length]), np.asarray(b.k[:, :, :length]), atol=1e-5)
+        np.testing.assert_allclose(np.asarray(a.v[:, :, :length]), np.asarray(b.v[:, :, :length]), atol=1e-5)
+    start = jnp.full((2,), length, jnp.int32)
+    want = decoder.forward(params, cfg, tokens, jnp.broadcast_to(jnp.arange(length + 1), tokens.shape))[:, -1]
+    for cache in (one, chunked):
+        got = decoder.forward_cached(params, cfg, nxt, cache, start)[0][:, 0]
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4, rtol=1e-4)
+
+
+def test_chunked_prefill_needs_whole_chunks():
+    cfg = CFGS[0]
+    params = decoder.unstack_layers(tiny_params(cfg, seed=4))
+    with pytest.raises(ValueError, match="multiple of the chunk"):
+        decoder.prefill(params, cfg, jnp.zeros((1, 12), jnp.int32), init_cache(cfg, 1, 16), chunk=8)
+
+
 def test_forward_cached_refuses_the_stacked_layout():
     cfg = tiny_config()
     with pytest.raises(ValueError, match="unstack_layers"):

@@ -112,6 +112,33 @@ def test_greedy_equality_property(seed, lengths, mode):
     assert got == expected
 
 
+def test_prompt_buckets_are_powers_of_two_up_to_a_chunk_then_whole_chunks():
+    from pard_jax.speculative.generator import prompt_bucket
+
+    assert [prompt_bucket(n, 512) for n in (1, 32, 33, 300, 512, 513, 1025, 2629, 6000)] == \
+        [32, 32, 64, 512, 512, 1024, 1536, 3072, 6144]
+    assert [prompt_bucket(n, 384) for n in (200, 300, 385)] == [256, 384, 768]
+    assert prompt_bucket(3, 8) == 8  # a chunk below the smallest bucket
+
+
+@pytest.mark.parametrize("mode,sampled", [("ar", False), ("sd", True), ("pard", False), ("pard", True)])
+def test_mixed_prompt_lengths_in_a_batch_with_chunked_prefill(mode, sampled):
+    """Prompts of 1 to 40 tokens in one batch, prefilled 8 tokens at a time (up to 5 chunks): each row decodes
+    exactly as it does alone with a one-shot prefill, greedy and sampling (top-k 1 sampling is deterministic,
+    so the sampling path must give the greedy tokens too)."""
+    from pard_jax.speculative.sampling import SamplingParams
+
+    prompts = [[5, 9, 2], list(range(10, 50)), [7] * 17, [1]]
+    expected = [r.token_ids for r in run("ar", 0, prompts, max_new=12)]
+    sp = SamplingParams(temperature=1.0, top_k=1) if sampled else SamplingParams()
+    loop = DecodeLoop(CFG, mode=mode, k=0 if mode == "ar" else 4, draft_cfg=None if mode == "ar" else CFG,
+                      mask_id=MASK, sampling=sp, max_new_tokens=12, prefill_chunk=8)
+    got = Generator(loop, TARGET, None if mode == "ar" else WEAK_DRAFT, batch_size=4).generate(prompts, seed=3)
+    assert [r.token_ids for r in got] == expected
+    assert [r.prompt_tokens for r in got] == [len(p) for p in prompts]
+    assert all(0 < r.prefill_seconds < r.seconds for r in got)
+
+
 class CountingLowerings:
     """Stands in for a jitted program and counts how often it is lowered (= compiled)."""
 

@@ -58,6 +58,8 @@ class Row:
     num_prompts: int
     identical_to_ar: float | None = None  # fraction of prompts whose tokens equal the ar row's
     compile_seconds: float = 0.0
+    prefill_tokens_per_second: float | None = None  # medians per prompt; None for transformers rows
+    decode_tokens_per_second: float | None = None
 
 
 @dataclasses.dataclass
@@ -113,7 +115,8 @@ def hf_runners(pipeline, max_new, draft_k, prompt_ids):
                 out = target.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new,
                                       do_sample=False, eos_token_id=eos, pad_token_id=eos[0] if eos else 0,
                                       **extra)
-            return Result(out[0, x.shape[1]:].tolist(), 0, [], time.perf_counter() - t0)
+            return Result(out[0, x.shape[1]:].tolist(), 0, [], time.perf_counter() - t0, prefill_seconds=0.0,
+                          prompt_tokens=len(ids))  # transformers' prefill is not timed apart
         run(prompt_ids[0])
         return run
 
@@ -137,12 +140,15 @@ def measure(name, runners, prompt_ids) -> list[Row]:
         same = None if ar_tokens is None else statistics.mean(
             float(x.token_ids == t) for x, t in zip(r.results, ar_tokens))
         if r.mode.startswith("hf"):
-            mean, accepted = None, []
+            mean, accepted, prefill, decode = None, [], None, None
         else:
             calls = sum(x.target_calls for x in r.results)
             mean = sum(x.num_generated for x in r.results) / max(calls, 1)
             accepted = [sum(x.accepted_at[i] for x in r.results) / max(calls, 1) for i in range(r.k)]
-        rows.append(Row(name, r.mode, r.k, mean, accepted, tps, None, len(r.results), same, r.compile_seconds))
+            prefill = statistics.median(x.prefill_tokens_per_second for x in r.results)
+            decode = statistics.median(x.decode_tokens_per_second for x in r.results)
+        rows.append(Row(name, r.mode, r.k, mean, accepted, tps, None, len(r.results), same, r.compile_seconds,
+                        prefill, decode))
         log(f"  {name:>12} {r.mode:>11} k={r.k:<2} {tps:7.1f} tok/s"
             + ("" if mean is None else f"  mean accepted {mean:.2f}")
             + ("" if same is None else f"  identical to ar: {same:.0%}"))
@@ -159,14 +165,19 @@ def jax_tree_to_np(tree):
 def write_markdown(rows, path, meta):
     lines = [f"Machine: {meta['machine']}; {meta['max_new_tokens']} new tokens; target {meta['target']}; "
              f"draft {meta['draft']}; temperature {meta['temperature']}.", "",
+             "Tokens/s is per prompt, prefill included; prefill and decode tokens/s split it (prompt tokens per "
+             "second of prefill, generated tokens per second after it).", "",
              "| prompt set | mode | k | tokens/s (median) | speedup vs ar | mean accepted | identical to ar | "
-             "accept rate by position |", "|---|---|---|---|---|---|---|---|"]
+             "accept rate by position | prefill tok/s | decode tok/s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         acc = " ".join(f"{a:.2f}" for a in r.accept_rate_by_position)
         same = "" if r.identical_to_ar is None else f"{r.identical_to_ar:.0%}"
         mean = "" if r.mean_accepted is None else f"{r.mean_accepted:.2f}"
+        split = " | ".join("" if v is None else f"{v:.1f}"
+                           for v in (r.prefill_tokens_per_second, r.decode_tokens_per_second))
         lines.append(f"| {r.prompt_set} | {r.mode} | {r.k or ''} | {r.tokens_per_second:.1f} | "
-                     f"{'' if r.speedup_vs_ar is None else f'{r.speedup_vs_ar:.2f}x'} | {mean} | {same} | {acc} |")
+                     f"{'' if r.speedup_vs_ar is None else f'{r.speedup_vs_ar:.2f}x'} | {mean} | {same} | {acc} | "
+                     f"{split} |")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 

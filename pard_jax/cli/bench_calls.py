@@ -42,12 +42,13 @@ def per_call_ms(call, cache, repeats: int) -> float:
 
 
 def iteration_ms(loop, target_params, draft_params, prompt) -> float:
+    from pard_jax.speculative.generator import PRNG_IMPL
     from pard_jax.speculative.loop import run_jit, start_jit
 
     plen, done = jnp.array([prompt.shape[1]], jnp.int32), jnp.array([False])
 
     def run(count):
-        s = start_jit(loop, target_params, draft_params, prompt, plen, done, jax.random.key(0))
+        s = start_jit(loop, target_params, draft_params, prompt, plen, done, jax.random.key(0, impl=PRNG_IMPL))
         jax.block_until_ready(s)
         t0 = time.perf_counter()
         jax.block_until_ready(run_jit(loop, target_params, draft_params, s, jnp.int32(count)))

@@ -86,14 +86,14 @@ def timed_generate(gen, ids, seed, printer=None):
     return results, time.perf_counter() - t0 - (gen.compile_seconds - compile_before)
 
 
-def summarize(label, results, seconds, compile_seconds, out) -> float:
+def summarize(label, results, seconds, gen, out) -> float:
     """Print the one-line summary of a run; returns its tokens/s."""
     total = sum(r.num_generated for r in results)
     calls = sum(r.target_calls for r in results)
     speed = total / max(seconds, 1e-9)
     print(f"[{label}] {len(results)} prompt(s), {total} tokens, {speed:.1f} tokens/s, "
-          f"mean accepted {total / max(calls, 1):.2f} per target call, compile {compile_seconds:.1f}s",
-          file=out, flush=True)
+          f"mean accepted {total / max(calls, 1):.2f} per target call, "
+          f"{gen.programs_compiled} program pair(s) compiled in {gen.compile_seconds:.1f}s", file=out, flush=True)
     return speed
 
 
@@ -113,8 +113,8 @@ def compare_with_ar(gen, ids, cfg, results, out, repeats: int = 2) -> None:
         spec_s = min(spec_s, timed_generate(gen, ids, cfg.seed, silent)[1])
         ar_s = min(ar_s, timed_generate(ar, ids, cfg.seed, silent)[1])
     label = f"{cfg.mode} k={cfg.k}"
-    speed = summarize(f"{label}, best warm run", results, spec_s, gen.compile_seconds, out)
-    ar_speed = summarize("ar, best warm run", ar_results, ar_s, ar.compile_seconds, out)
+    speed = summarize(f"{label}, best warm run", results, spec_s, gen, out)
+    ar_speed = summarize("ar, best warm run", ar_results, ar_s, ar, out)
     same = sum(r.token_ids == a.token_ids for r, a in zip(results, ar_results))
     if cfg.temperature == 0:
         verdict = f"text identical to ar for {same} of {len(ids)} prompt(s)"
@@ -158,7 +158,7 @@ def generate(args) -> int:
                 "mean_accepted": r.mean_accepted, "accept_rate_by_position": r.accept_rate_by_position,
                 "tokens_per_second": r.tokens_per_second}), flush=True)
     out = sys.stderr if args.json else sys.stdout
-    summarize(label, results, seconds, gen.compile_seconds, out)
+    summarize(label, results, seconds, gen, out)
     if args.compare_ar and cfg.mode.uses_draft:
         compare_with_ar(gen, ids, cfg, results, out)
     return 0

@@ -289,12 +289,25 @@ def forward_cached(params, cfg: ModelConfig, tokens, cache: KVCache, start, *, d
     return logits, caches
 
 
-def prefill(params, cfg: ModelConfig, tokens, cache: KVCache, *, dtype=jnp.float32) -> KVCache:
+def prefill(params, cfg: ModelConfig, tokens, cache: KVCache, *, chunk: int | None = None,
+            dtype=jnp.float32) -> KVCache:
     """Write the keys/values of right-padded prompts [B, P] at positions 0..P-1 (causal; no logits needed).
 
-    Entries past a row's real length are garbage that the row's later writes overwrite.
+    With `chunk` < P (P a multiple of it) the prompt goes in `chunk` tokens at a time, each chunk attending to
+    the cache written so far and to itself: one compiled chunk serves the whole prompt, and attention scores
+    take [chunk, capacity] per head instead of [P, capacity]. Entries past a row's real length are garbage
+    that the row's later writes overwrite.
     """
-    B, _ = tokens.shape
-    _, cache = forward_cached(params, cfg, tokens, cache, jnp.zeros((B,), jnp.int32), dtype=dtype,
-                              logits_at=jnp.zeros((B, 1), jnp.int32))
-    return cache
+    B, P = tokens.shape
+    at = jnp.zeros((B, 1), jnp.int32)
+    if chunk is None or P <= chunk:
+        return forward_cached(params, cfg, tokens, cache, jnp.zeros((B,), jnp.int32), dtype=dtype, logits_at=at)[1]
+    if P % chunk:
+        raise ValueError(f"a chunked prefill needs a prompt length ({P}) that is a multiple of the chunk ({chunk})")
+
+    def one_chunk(i, cache):
+        part = jax.lax.dynamic_slice_in_dim(tokens, i * chunk, chunk, axis=1)
+        start = jnp.full((B,), i * chunk, jnp.int32)
+        return forward_cached(params, cfg, part, cache, start, dtype=dtype, logits_at=at)[1]
+
+    return jax.lax.fori_loop(0, P // chunk, one_chunk, cache)

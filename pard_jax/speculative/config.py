@@ -31,7 +31,9 @@ class InferConfig:
     batch_size: int = 1
     chat_template: bool = True
     dtype: str = "float32"
-    max_cache_len: int = 4096
+    max_cache_len: int | None = None  # longest prompt + new tokens; default: the target's own context
+    cache_memory_gb: float = 8.0  # the most KV cache (target and draft) one batch may take
+    prefill_chunk: int = 512  # prompt tokens per prefill step: attention memory ~ chunk x context
     stream_every: int = 4  # iterations between screen updates when streaming
 
     def __post_init__(self):
@@ -48,5 +50,11 @@ def validate(c: InferConfig) -> SamplingParams:
         raise UserError(f"--max-new-tokens must be at least 1, got {c.max_new_tokens}")
     if c.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {c.batch_size}")
+    if c.max_cache_len is not None and c.max_cache_len < 2:
+        raise UserError(f"max_cache_len must be at least 2 (prompt and new tokens), got {c.max_cache_len}")
+    if not c.cache_memory_gb > 0:
+        raise UserError(f"cache_memory_gb must be positive, got {c.cache_memory_gb}")
+    if c.prefill_chunk < 1:
+        raise UserError(f"prefill_chunk must be at least 1, got {c.prefill_chunk}")
     dtype_of(c.dtype)
     return SamplingParams(c.temperature, c.top_k, c.top_p)

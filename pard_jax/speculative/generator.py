@@ -21,6 +21,10 @@ from pard_jax.models.decoder import unstack_layers
 from pard_jax.speculative.loop import DecodeLoop, Mode, run_jit, start_jit
 
 MIN_PROMPT_BUCKET = 32
+# Sampling keys use XLA's RngBitGenerator ("rbg") rather than threefry: the decode loop draws random numbers
+# for every row and draft position, and threefry's hash compiles to many ops (a sampling program compiled in
+# 6.4 s with threefry, 2.3 s with rbg, on CPU); the draws are as good, though not the same numbers.
+PRNG_IMPL = "rbg"
 
 
 def shape_signature(tree) -> tuple:
@@ -41,7 +45,7 @@ def compiled_programs(loop: DecodeLoop, batch: int, prompt_len: int, target_sign
     of time. Shared by every Generator (e.g. those `Generator.with_mode` makes); the 32 most recent are kept."""
     tp, dp = _abstract(target_signature), _abstract(draft_signature)
     args = (jax.ShapeDtypeStruct((batch, prompt_len), jnp.int32), jax.ShapeDtypeStruct((batch,), jnp.int32),
-            jax.ShapeDtypeStruct((batch,), bool), jax.random.key(0))
+            jax.ShapeDtypeStruct((batch,), bool), jax.random.key(0, impl=PRNG_IMPL))
     start = start_jit.lower(loop, tp, dp, *args).compile()
     state = jax.eval_shape(functools.partial(start_jit, loop), tp, dp, *args)
     run = run_jit.lower(loop, tp, dp, state, jax.ShapeDtypeStruct((), jnp.int32)).compile()
@@ -53,12 +57,22 @@ def bucket(n: int, minimum: int = 1) -> int:
     return 1 << (max(n, minimum) - 1).bit_length()
 
 
+def prompt_bucket(n: int, chunk: int) -> int:
+    """The padded length of an n-token prompt: the next power of two (at least MIN_PROMPT_BUCKET) while that is
+    at most `chunk`, else the next multiple of `chunk` (prefill runs chunk by chunk). A few short buckets, and
+    long prompts padded by less than one chunk."""
+    b = bucket(n, MIN_PROMPT_BUCKET)
+    return b if b <= chunk else -(-n // chunk) * chunk
+
+
 @dataclasses.dataclass
 class Result:
     token_ids: list[int]
     target_calls: int
     accepted_at: list[int]  # per draft position: iterations in which it was accepted
     seconds: float  # wall time of this row's batch (prefill + decode), compilation excluded
+    prefill_seconds: float  # of which the batch's prefill
+    prompt_tokens: int
 
     @property
     def num_generated(self) -> int:
@@ -75,24 +89,49 @@ class Result:
 
     @property
     def tokens_per_second(self) -> float:
+        """Generated tokens per second of the whole call (prefill included)."""
         return self.num_generated / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def decode_tokens_per_second(self) -> float:
+        decode = self.seconds - self.prefill_seconds
+        return self.num_generated / decode if decode > 0 else 0.0
+
+    @property
+    def prefill_tokens_per_second(self) -> float:
+        """This row's prompt tokens per second of its batch's prefill."""
+        return self.prompt_tokens / self.prefill_seconds if self.prefill_seconds > 0 else 0.0
 
 
 # on_tokens(prompt_index, new_token_ids, finished) is called after each chunk of iterations.
 OnTokens = Callable[[int, list[int], bool], None]
 
 
+def cache_bytes_per_entry(loop: DecodeLoop) -> int:
+    """Bytes of KV cache per row and position: target and draft, keys and values, every layer."""
+    item = np.dtype(loop.dtype).itemsize
+    cfgs = [loop.target_cfg] + ([loop.draft_cfg] if loop.draft_cfg is not None else [])
+    return sum(2 * c.num_layers * c.num_kv_heads * c.head_dim * item for c in cfgs)
+
+
 @dataclasses.dataclass
 class Generator:
-    """Generates for batches of prompts with one DecodeLoop; parameters are placed on the device once."""
+    """Generates for batches of prompts with one DecodeLoop; parameters are placed on the device once.
+
+    `max_cache_len` bounds prompt + new tokens (the context); `cache_memory_gb` bounds one batch's KV cache.
+    Prompts are padded to `prompt_bucket`s and prefilled `loop.prefill_chunk` tokens at a time; with
+    batch_size > 1 they are batched in order of length, so long prompts do not pad short ones.
+    """
 
     loop: DecodeLoop
     target_params: dict
     draft_params: dict | None = None
     batch_size: int = 1
     max_cache_len: int = 4096
+    cache_memory_gb: float = 8.0
     chunk_iterations: int = 0  # iterations between host reads; 0 = run each batch to the end in one call
     compile_seconds: float = 0.0
+    programs_compiled: int = 0
 
     def __post_init__(self):
         # Decoding reads each layer's weights from a buffer of its own (see models.decoder.Decoder).
@@ -106,15 +145,27 @@ class Generator:
                                    draft_cfg=self.loop.draft_cfg if mode.uses_draft else None, **loop_changes)
         return Generator(loop, self.target_params, self.draft_params if mode.uses_draft else None,
                          batch_size=self.batch_size, max_cache_len=self.max_cache_len,
-                         chunk_iterations=self.chunk_iterations)
+                         cache_memory_gb=self.cache_memory_gb, chunk_iterations=self.chunk_iterations)
 
     def check_prompt(self, n_tokens: int) -> None:
-        cap = self.loop.capacity(bucket(n_tokens, MIN_PROMPT_BUCKET))
-        if cap > self.max_cache_len:
+        need = n_tokens + self.loop.max_new_tokens
+        if need > self.max_cache_len:
             raise UserError(
-                f"a prompt of {n_tokens} tokens plus {self.loop.max_new_tokens} new tokens needs a cache of "
-                f"{cap} entries but the capacity is {self.max_cache_len}; shorten the prompt, lower "
-                "--max-new-tokens, or raise max_cache_len in the config")
+                f"a prompt of {n_tokens} tokens plus {self.loop.max_new_tokens} new tokens needs {need} positions "
+                f"but the context is {self.max_cache_len}; shorten the prompt, lower --max-new-tokens, or raise "
+                "max_cache_len in the config (up to what the model was trained for)")
+
+    def _shape(self, batch: Sequence[Sequence[int]]) -> tuple[int, int]:
+        """(batch bucket, prompt bucket) of one batch, checked against the cache memory budget."""
+        B = min(bucket(len(batch)), self.batch_size)
+        P = prompt_bucket(max(len(p) for p in batch), self.loop.prefill_chunk)
+        gb = B * self.loop.capacity(P) * cache_bytes_per_entry(self.loop) / 2**30
+        if gb > self.cache_memory_gb:
+            raise UserError(
+                f"a batch of {B} prompts of up to {max(len(p) for p in batch)} tokens needs {gb:.1f} GB of KV cache, "
+                f"over cache_memory_gb={self.cache_memory_gb:g}; lower --batch-size, shorten the prompts, or raise "
+                "cache_memory_gb in the config")
+        return B, P
 
     def _programs(self, B: int, P: int):
         """The compiled (start, run) pair for one (batch bucket, prompt bucket); compile time is counted here."""
@@ -124,27 +175,34 @@ class Generator:
                                      shape_signature(self.draft_params))
         if compiled_programs.cache_info().misses > misses:
             self.compile_seconds += time.perf_counter() - t0
+            self.programs_compiled += 1
         return programs
 
     def generate(self, prompts: Sequence[Sequence[int]], seed: int = 0, on_tokens: OnTokens | None = None
                  ) -> list[Result]:
-        """Generate for each prompt (token ids); results in prompt order."""
+        """Generate for each prompt (token ids); results in prompt order. Every prompt and batch is checked
+        before any is decoded."""
         for p in prompts:
             if len(p) == 0:
                 raise UserError("a prompt is empty; give every prompt at least one token")
             self.check_prompt(len(p))
-        results: list[Result] = []
-        key = jax.random.key(seed)
-        for first in range(0, len(prompts), self.batch_size):
+        order = list(range(len(prompts)))
+        if self.batch_size > 1:
+            order.sort(key=lambda i: len(prompts[i]))
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        shapes = [self._shape([prompts[i] for i in b]) for b in batches]
+        results: list[Result | None] = [None] * len(prompts)
+        key = jax.random.key(seed, impl=PRNG_IMPL)
+        for batch, shape in zip(batches, shapes):
             key, batch_key = jax.random.split(key)
-            batch = list(prompts[first:first + self.batch_size])
-            results += self._generate_batch(batch, first, batch_key, on_tokens)
+            for i, r in zip(batch, self._generate_batch([prompts[i] for i in batch], batch, shape, batch_key,
+                                                        on_tokens)):
+                results[i] = r
         return results
 
-    def _generate_batch(self, batch, first_index, key, on_tokens):
+    def _generate_batch(self, batch, indices, shape, key, on_tokens):
         rows = len(batch)
-        B = min(bucket(rows), self.batch_size)
-        P = bucket(max(len(p) for p in batch), MIN_PROMPT_BUCKET)
+        B, P = shape
         tokens = np.zeros((B, P), np.int32)
         lengths = np.ones((B,), np.int32)
         for i, p in enumerate(batch):
@@ -154,7 +212,8 @@ class Generator:
         start, run = self._programs(B, P)
 
         t0 = time.perf_counter()
-        state = start(self.target_params, self.draft_params, tokens, lengths, done, key)
+        state = jax.block_until_ready(start(self.target_params, self.draft_params, tokens, lengths, done, key))
+        prefill_seconds = time.perf_counter() - t0
         reported = np.zeros((B,), np.int64)
         closed = np.zeros((B,), bool)
         iterations = self.chunk_iterations or self.loop.max_new_tokens + 1
@@ -167,7 +226,7 @@ class Generator:
                     upto = last[i] + 1 - lengths[i]
                     if upto > reported[i] or (row_done[i] and not closed[i]):
                         new = seq[i, lengths[i] + reported[i]:last[i] + 1].tolist()
-                        on_tokens(first_index + i, new, bool(row_done[i]))
+                        on_tokens(indices[i], new, bool(row_done[i]))
                         reported[i], closed[i] = upto, row_done[i]
             if finished:
                 break
@@ -175,4 +234,5 @@ class Generator:
         seconds = time.perf_counter() - t0
         k = self.loop.draft_len
         return [Result(token_ids=seq[i, lengths[i]:last[i] + 1].tolist(), target_calls=int(calls[i]),
-                       accepted_at=accepted[i, :k].tolist(), seconds=seconds) for i in range(rows)]
+                       accepted_at=accepted[i, :k].tolist(), seconds=seconds, prefill_seconds=prefill_seconds,
+                       prompt_tokens=int(lengths[i])) for i in range(rows)]

@@ -76,6 +76,7 @@ class DecodeLoop:
     max_new_tokens: int = 128
     eos_ids: tuple[int, ...] = ()
     dtype: Any = jnp.float32
+    prefill_chunk: int = 512  # prompt tokens written per prefill step (bounds attention memory)
 
     def __post_init__(self):
         object.__setattr__(self, "mode", Mode.parse(self.mode))
@@ -118,11 +119,13 @@ class DecodeLoop:
         C = self.capacity(P)
         seq = jnp.zeros((B, C), jnp.int32).at[:, :P].set(prompts)
         target_cache = decoder.prefill(target_params, self.target_cfg, prompts,
-                                       init_cache(self.target_cfg, B, C, self.dtype), dtype=self.dtype)
+                                       init_cache(self.target_cfg, B, C, self.dtype), chunk=self.prefill_chunk,
+                                       dtype=self.dtype)
         draft_cache = None
         if self.mode.uses_draft:
             draft_cache = decoder.prefill(draft_params, self.draft_cfg, prompts,
-                                          init_cache(self.draft_cfg, B, C, self.dtype), dtype=self.dtype)
+                                          init_cache(self.draft_cfg, B, C, self.dtype), chunk=self.prefill_chunk,
+                                          dtype=self.dtype)
         return LoopState(seq=seq, prompt_len=prompt_len, last=prompt_len - 1, done=done,
                          target_cache=target_cache, draft_cache=draft_cache, key=key,
                          target_calls=jnp.zeros((B,), jnp.int32),

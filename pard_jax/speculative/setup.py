@@ -57,7 +57,8 @@ def build(c: InferConfig) -> Pipeline:
         check_mask_token(mask_id, draft.cfg.vocab_size, tokenizer, eos)
     loop = DecodeLoop(target.cfg, mode=c.mode, k=c.k if c.mode.uses_draft else 0,
                       draft_cfg=draft.cfg if draft else None, mask_id=mask_id, sampling=sp,
-                      max_new_tokens=c.max_new_tokens, eos_ids=eos, dtype=dtype)
+                      max_new_tokens=c.max_new_tokens, eos_ids=eos, dtype=dtype, prefill_chunk=c.prefill_chunk)
     gen = Generator(loop, target.params, draft.params if draft else None, batch_size=c.batch_size,
-                    max_cache_len=c.max_cache_len)
+                    max_cache_len=c.max_cache_len or target.cfg.max_position_embeddings,
+                    cache_memory_gb=c.cache_memory_gb)
     return Pipeline(gen, tokenizer, c)
