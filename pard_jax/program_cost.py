@@ -1,9 +1,9 @@
 """What a compiled program costs on each device, and how many batch rows fit an accelerator's memory.
 
 Memory comes from XLA's own analysis of the compiled program (per device: the partitioned program is what
-each device runs). FLOPs are counted from the program's jaxpr, matrix products only, with `scan` bodies
-counted once per iteration: XLA's cost analysis counts a loop body once, which for a training step whose
-layers are an `nn.scan` would miss all but one layer.
+each device runs). FLOPs come either from XLA's cost analysis (`xla_flops`: the optimized program, but a loop
+body counts once) or from the program's jaxpr (`matmul_flops`: matrix products only, a `scan` body once per
+iteration), which a training step whose layers are one `nn.scan` needs.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ CPU_NOTE = ("note        compiled by the CPU compiler: a GPU or TPU compile fuse
             "a CPU, having no bfloat16 matrix products, makes float32 copies of bfloat16 operands (weights "
             "included) that count among the temporaries here; read the memory figures as estimates, and for "
             "bfloat16 programs as upper bounds")
-
 
 
 def compile_options(platform: str) -> dict:
@@ -73,13 +72,12 @@ class ProgramMemory:
         return self.arguments + self.outputs - self.aliased + self.temporaries
 
 
-def per_device_bytes(tree, shardings=None) -> int:
-    """Bytes one device holds of a tree of arrays / ShapeDtypeStructs: each leaf's shard under its sharding
-    (`shardings`, a same-shaped tree, or the leaves' own); a leaf without a sharding counts whole."""
-    leaves = jax.tree.leaves(tree)
-    shards = jax.tree.leaves(shardings) if shardings is not None else [getattr(x, "sharding", None) for x in leaves]
+def per_device_bytes(tree) -> int:
+    """Bytes one device holds of a tree of arrays / ShapeDtypeStructs: each leaf's shard under its own sharding,
+    or the whole leaf when it has none."""
     total = 0
-    for x, s in zip(leaves, shards, strict=True):
+    for x in jax.tree.leaves(tree):
+        s = getattr(x, "sharding", None)
         shape = s.shard_shape(x.shape) if s is not None else x.shape
         total += math.prod(shape) * np.dtype(x.dtype).itemsize
     return total
