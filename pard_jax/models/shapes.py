@@ -9,6 +9,7 @@ fits). Values are from each model's config.json on the Hugging Face Hub.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from pard_jax.errors import UserError
@@ -84,7 +85,7 @@ def known_ids() -> tuple[str, ...]:
 def hf_config(model_id: str) -> dict[str, Any] | None:
     """The config.json mapping of a known model id or alias (case-insensitive), or None."""
     found = _BY_KEY.get(str(model_id).strip().lower())
-    return None if found is None else dict(SHAPES[found])
+    return None if found is None else copy.deepcopy(SHAPES[found])
 
 
 def model_config(model_id: str) -> ModelConfig:
