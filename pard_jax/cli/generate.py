@@ -3,6 +3,7 @@
 python infer/generate.py [--config CONFIG] [--target SPEC] [--draft SPEC] [--mode ar|sd|pard]
     [-k K] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--batch-size B]
     (--prompt TEXT | --prompts-file FILE) [--no-chat-template] [--json] [--compare-ar]
+python infer/generate.py --config CONFIG --dry-run [--prompt-len N] [--dry-run-layers N] [--no-fit]
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--dtype", choices=["float32", "bfloat16"])
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--prompt", help="one prompt")
     src.add_argument("--prompts-file", help="JSONL with a 'data' or 'prompt' field, or one prompt per line")
     p.add_argument("--no-chat-template", action="store_true", help="feed the prompt text as it is")
@@ -44,8 +45,19 @@ def parse_args(argv=None):
     p.add_argument("--compare-ar", action="store_true",
                    help="then time this mode and plain decoding (ar) on the same prompts, both warmed up, and report "
                         "the speedup and whether the text is identical")
+    p.add_argument("--dry-run", action="store_true",
+                   help="read no weights: compile the generation programs from the models' shapes and print memory, "
+                        "FLOPs and the batch that fits each accelerator")
+    p.add_argument("--prompt-len", type=int, default=512, help="with --dry-run: the prompt bucket (tokens) to compile for")
+    p.add_argument("--dry-run-layers", type=int,
+                   help="with --dry-run: compile target and draft with only their first N layers (a quick check)")
+    p.add_argument("--no-fit", action="store_true",
+                   help="with --dry-run: compile once, without the second compile that measures the batch that fits")
     p.add_argument("overrides", nargs="*", help="config overrides key=value")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.dry_run and args.prompt is None and args.prompts_file is None:
+        p.error("one of the arguments --prompt --prompts-file is required")
+    return args
 
 
 def load_config(args):
@@ -126,7 +138,16 @@ def compare_with_ar(gen, ids, cfg, results, out, repeats: int = 2) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    return run_cli(lambda: generate(args))
+    return run_cli(lambda: dry_run(args) if args.dry_run else generate(args))
+
+
+def dry_run(args) -> int:
+    from pard_jax.speculative import dry_run as dr
+
+    result = dr.dry_run(load_config(args), prompt_len=args.prompt_len, layers=args.dry_run_layers,
+                        fit=not args.no_fit)
+    print(dr.report(result, layers=args.dry_run_layers), flush=True)
+    return 0
 
 
 def generate(args) -> int:

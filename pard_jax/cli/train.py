@@ -1,10 +1,12 @@
 """Train a PARD draft from a config file, on one CPU or sharded over a TPU pod / GPU cluster.
 
-    python train/train.py --config configs/train/smoke.yaml [key.sub=value ...]
+    python train/train.py --config configs/train/smoke.yaml [--dry-run] [key.sub=value ...]
 
 Writes RUN_DIR/checkpoints (orbax: params, optimizer state, step, data iterator; resumed automatically),
 RUN_DIR/metrics.jsonl (one object per logged step) and RUN_DIR/config.yaml. On several hosts run the same
-command on every host with distributed.enabled=true (see docs/training.md).
+command on every host with distributed.enabled=true (see docs/training.md). `--dry-run` reads no weights or
+data: it compiles the training step for the configured mesh and prints memory per device, FLOPs per step and
+the batch that fits each accelerator (simulate devices with XLA_FLAGS=--xla_force_host_platform_device_count=N).
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from pard_jax.cli import run_cli
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train a PARD draft model from a YAML config.")
     p.add_argument("--config", required=True, help="YAML config, e.g. configs/train/smoke.yaml")
+    p.add_argument("--dry-run", action="store_true",
+                   help="read no weights or data: compile the step for the configured mesh and print memory per "
+                        "device, FLOPs and the batch that fits each accelerator")
+    p.add_argument("--no-fit", action="store_true",
+                   help="with --dry-run: compile once, without the second compile that measures the batch that fits")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. run_dir=/tmp/run train.steps=10")
     return p.parse_args(argv)
 
@@ -28,8 +35,15 @@ def main(argv=None) -> int:
 
     def body():
         from pard_jax.training.config import load_train_config
+
+        cfg = load_train_config(args.config, args.overrides)
+        if args.dry_run:
+            from pard_jax.training import dry_run
+
+            print(dry_run.report(dry_run.dry_run(cfg, fit=not args.no_fit)), flush=True)
+            return
         from pard_jax.training.trainer import run
 
-        run(load_train_config(args.config, args.overrides))
+        run(cfg)
 
     return run_cli(body)

@@ -16,6 +16,15 @@ DEFAULT_CONFIG = asset_path("default.yaml")
 
 
 @dataclasses.dataclass
+class InferMesh:
+    """The devices generation runs on: batch rows over `data`, heads over `tensor`. One device for now (sharded
+    generation is planned); a config names its mesh so that it says what it was sized for."""
+
+    data: int = 1
+    tensor: int = 1
+
+
+@dataclasses.dataclass
 class InferConfig:
     target: str = "smollm2-135m-instruct"
     draft: str | None = None
@@ -35,6 +44,7 @@ class InferConfig:
     cache_memory_gb: float = 8.0  # the most KV cache (target and draft) one batch may take
     prefill_chunk: int = 512  # prompt tokens per prefill step: attention memory ~ chunk x context
     stream_every: int = 4  # iterations between screen updates when streaming
+    mesh: InferMesh = dataclasses.field(default_factory=InferMesh)
 
     def __post_init__(self):
         self.mode = Mode.parse(self.mode)
@@ -56,5 +66,8 @@ def validate(c: InferConfig) -> SamplingParams:
         raise UserError(f"cache_memory_gb must be positive, got {c.cache_memory_gb}")
     if c.prefill_chunk < 1:
         raise UserError(f"prefill_chunk must be at least 1, got {c.prefill_chunk}")
+    if (c.mesh.data, c.mesh.tensor) != (1, 1):
+        raise UserError(f"generation runs on one device for now, but the config asks for mesh.data={c.mesh.data} "
+                        f"mesh.tensor={c.mesh.tensor}; set both to 1")
     dtype_of(c.dtype)
     return SamplingParams(c.temperature, c.top_k, c.top_p)

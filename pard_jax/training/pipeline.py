@@ -100,17 +100,23 @@ def row_dataset(examples: grain.MapDataset, *, row_length: int, rows_per_batch: 
     return rows.batch(rows_per_batch, drop_remainder=True)
 
 
-def train_batches(cfg, tok, *, process_index: int = 0, process_count: int = 1) -> grain.DatasetIterator:
-    """The checkpointable iterator of this process's training batches for a `TrainConfig`.
-
-    Each batch is a dict of int32 [train.batch_size / process_count, data.row_length] arrays.
-    """
-    records = read_records(cfg.data.paths)
+def check_row_length(cfg) -> int:
+    """The most tokens one example keeps after COD; a UserError if a packed row cannot hold them."""
     budget = cod.token_budget(cfg.data.max_length, cfg.pard.k, cfg.pard.r, cfg.pard.r_min)
     if budget > cfg.data.row_length:
         raise UserError(f"data.row_length={cfg.data.row_length} cannot hold one example of data.max_length="
                         f"{cfg.data.max_length} tokens ({budget} tokens after COD); raise data.row_length to "
                         f"{budget} or more, or lower data.max_length")
+    return budget
+
+
+def train_batches(cfg, tok, *, process_index: int = 0, process_count: int = 1) -> grain.DatasetIterator:
+    """The checkpointable iterator of this process's training batches for a `TrainConfig`.
+
+    Each batch is a dict of int32 [train.batch_size / process_count, data.row_length] arrays.
+    """
+    check_row_length(cfg)
+    records = read_records(cfg.data.paths)
     examples = example_dataset(
         records, tok, k=cfg.pard.k, r=cfg.pard.r, r_min=cfg.pard.r_min,
         mask_id=cfg.pard.mask_token_id, max_length=cfg.data.max_length, chat_template=cfg.data.chat_template,

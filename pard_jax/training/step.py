@@ -7,8 +7,9 @@ jitted program (`masks.pard_attention_mask`); no [T, T] mask crosses from the ho
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -170,10 +171,28 @@ def train_step(params, opt_state, batch, *, cfg: ModelConfig, optimizer: optax.G
     return params, opt_state, metrics
 
 
+@dataclasses.dataclass(frozen=True)
+class ShardedStep:
+    """The jitted step and its mesh: calling or tracing it enters the mesh and the logical-axis rules."""
+
+    jitted: Any
+    mesh: Mesh
+    rules: Any
+
+    def __call__(self, params, opt_state, batch):
+        with sharding.use_mesh(self.mesh, self.rules):
+            return self.jitted(params, opt_state, batch)
+
+    def trace(self, params, opt_state, batch):
+        """The traced step (`.jaxpr`, `.lower()`) for arguments that may be ShapeDtypeStructs (a dry run)."""
+        with sharding.use_mesh(self.mesh, self.rules):
+            return self.jitted.trace(params, opt_state, batch)
+
+
 def jit_train_step(cfg: ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh, param_shardings,
                    opt_shardings, *, k: int, dtype=jnp.float32, remat: bool = False,
                    frozen: tuple[str, ...] = (), embed_rows: tuple[int, ...] = (),
-                   rules=sharding.LOGICAL_AXIS_RULES) -> Callable[..., Any]:
+                   rules=sharding.LOGICAL_AXIS_RULES) -> ShardedStep:
     """`step(params, opt_state, batch) -> (params, opt_state, metrics)`, jitted with shardings; params and
     optimizer state are donated. Call it with the global arrays; it enters the mesh and rules itself."""
     step = jax.jit(
@@ -183,11 +202,7 @@ def jit_train_step(cfg: ModelConfig, optimizer: optax.GradientTransformation, me
         out_shardings=(param_shardings, opt_shardings, sharding.replicated(mesh)),
         donate_argnums=(0, 1),
     )
-
-    def call(params, opt_state, batch):
-        with sharding.use_mesh(mesh, rules):
-            return step(params, opt_state, batch)
-    return call
+    return ShardedStep(step, mesh, rules)
 
 
 def host_metrics(metrics) -> dict[str, Any]:

