@@ -38,17 +38,28 @@ def compile_options(platform: str) -> dict:
 class Accelerator:
     name: str
     memory: int  # bytes of HBM per device (a TPU chip, a GPU)
+    bandwidth: float  # peak HBM bytes per second (the vendor's figure)
+    kinds: tuple[str, ...] = ()  # substrings of jax's `device_kind` that name it
 
 
 ACCELERATORS = (
-    Accelerator("TPU v4", 32 * GiB),
-    Accelerator("TPU v5e", 16 * GiB),
-    Accelerator("TPU v5p", 95 * GiB),
-    Accelerator("TPU v6e", 32 * GiB),
-    Accelerator("A100 80GB", 80 * GiB),
-    Accelerator("H100 80GB", 80 * GiB),
-    Accelerator("H200", 141 * 10**9),
+    Accelerator("TPU v4", 32 * GiB, 1228e9, ("TPU v4",)),
+    Accelerator("TPU v5e", 16 * GiB, 819e9, ("TPU v5 lite", "TPU v5e")),
+    Accelerator("TPU v5p", 95 * GiB, 2765e9, ("TPU v5p", "TPU v5")),
+    Accelerator("TPU v6e", 32 * GiB, 1640e9, ("TPU v6 lite", "TPU v6e", "TPU v6")),
+    Accelerator("A100 80GB", 80 * GiB, 2039e9, ("A100",)),
+    Accelerator("H100 80GB", 80 * GiB, 3350e9, ("H100",)),
+    Accelerator("H200", 141 * 10**9, 4800e9, ("H200",)),
 )
+
+
+def accelerator_of(device_kind: str) -> Accelerator | None:
+    """The table's entry for a jax `device_kind` (e.g. "NVIDIA H200", "TPU v5 lite"), or None (a CPU, or a device
+    the table does not have)."""
+    for a in ACCELERATORS:
+        if any(k.lower() in device_kind.lower() for k in a.kinds):
+            return a
+    return None
 
 
 @dataclasses.dataclass(frozen=True)

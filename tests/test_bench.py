@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from pard_jax.cli import bench
 from tests import hf_tiny
 
@@ -49,3 +51,32 @@ def test_bench_writes_results_table_and_plot(tmp_path, capsys):
             assert r["identical_to_ar"] == 1.0  # transformers' greedy decoding of the same weights
     table = (out / "results.md").read_text()
     assert table.count("\n| alpha |") == 7 and "speedup vs ar" in table
+
+
+def test_bench_calls_on_random_weights_of_a_local_shape(tmp_path):
+    """bench_calls with --random-weights reads only a config.json: every cost, its roofline fraction against the
+    given peak, and the predicted PARD speedups (for accepted lengths up to k + 1) are written to --out."""
+    import json
+
+    from pard_jax.cli import bench_calls
+    from tests.tiny_models import tiny_config
+
+    model = tmp_path / "tiny"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(dict(tiny_config(vocab=128, layers=2).to_hf_dict(), pard_token=3)))
+    out = tmp_path / "out"
+    rc = bench_calls.main(["--random-weights", "--target", str(model), "--draft", str(model), "--draft-layers", "1",
+                           "-k", "2", "--repeats", "2", "--context", "16", "--prefill-tokens", "24",
+                           "--peak-gbps", "10", "--out", str(out)])
+    assert rc == 0
+    res = json.loads((out / "bench_calls.json").read_text())
+    assert res["random_weights"] and res["peak_bytes_per_s"] == 10e9 and res["context"] == 16
+    calls = [res["ar"], res["prefill"], res["k"][0]["verify"], res["k"][0]["pard_draft"], res["k"][0]["sd_draft"]]
+    for c in calls:
+        assert c["ms"] > 0 and c["bytes_read"] > 0
+        assert c["roofline"] == pytest.approx(c["bytes_read"] / (c["ms"] / 1e3) / 10e9)
+    # The draft (1 layer) reads less than the target (2 layers); an sd draft of k=2 reads it twice.
+    assert res["k"][0]["pard_draft"]["bytes_read"] < res["ar"]["bytes_read"]
+    assert res["k"][0]["sd_draft"]["bytes_read"] == 2 * res["k"][0]["pard_draft"]["bytes_read"]
+    assert sorted(map(int, res["k"][0]["predicted_speedup"])) == [2, 3]
+    assert "of the roofline" in (out / "bench_calls.txt").read_text()
