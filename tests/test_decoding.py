@@ -99,7 +99,7 @@ def test_max_new_tokens_is_never_exceeded_and_rows_finish_independently():
             assert r.num_generated <= 13
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**16), lengths=st.lists(st.integers(1, 30), min_size=3, max_size=3),
        mode=st.sampled_from(["sd", "pard"]))
 def test_greedy_equality_property(seed, lengths, mode):
