@@ -77,11 +77,13 @@ def iteration_ms(loop, target_params, draft_params, prompt) -> float:
 
 
 def prefill_ms(params, cfg, tokens, capacity: int, dtype) -> float:
-    """Device time of writing a [1, P] prompt into a fresh cache (the best of 5, after a warm-up)."""
+    """Device time of writing a [1, P] prompt into a fresh cache as generation does (chunk by chunk; the best
+    of 5, after a warm-up)."""
     from pard_jax.models import decoder
     from pard_jax.models.cache import init_cache
+    from pard_jax.speculative.loop import PREFILL_CHUNK
 
-    run = jax.jit(lambda p, t: decoder.prefill(p, cfg, t, init_cache(cfg, 1, capacity, dtype), chunk=512,
+    run = jax.jit(lambda p, t: decoder.prefill(p, cfg, t, init_cache(cfg, 1, capacity, dtype), chunk=PREFILL_CHUNK,
                                                  dtype=dtype))
     jax.block_until_ready(run(params, tokens))
     times = []
@@ -104,9 +106,9 @@ def weight_bytes_read(params, cfg) -> int:
 
 def cache_bytes_read(cfg, capacity: int, dtype) -> int:
     """Bytes of one row's KV cache a call attends over (every entry of its capacity, masked or not)."""
-    import numpy as np
+    from pard_jax.models.cache import bytes_per_position
 
-    return 2 * cfg.num_layers * cfg.num_kv_heads * capacity * cfg.head_dim * np.dtype(dtype).itemsize
+    return capacity * bytes_per_position(cfg, dtype)
 
 
 @dataclasses.dataclass
@@ -149,7 +151,8 @@ def main(argv=None) -> int:
     p.add_argument("-k", default="4,8,12")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--context", type=int, default=200, help="cached tokens the timed calls attend to")
-    p.add_argument("--prefill-tokens", type=int, default=512)
+    p.add_argument("--prefill-tokens", type=int, default=512, help="prompt length of the prefill row (padded as "
+                   "generation pads it: a power of two up to 512, then a multiple of 512)")
     p.add_argument("--random-weights", action="store_true", help="the models' shapes with random weights")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--peak-gbps", type=float, help="the device's peak memory bandwidth, GB/s (default: the table)")
@@ -209,7 +212,10 @@ def bench_calls(args) -> None:
 
     ar = Call("AR step (target, 1 token)", per_call_ms(verify(1), tp, tcache, args.repeats), t_bytes + t_cache)
     ar_iter = iteration_ms(DecodeLoop(tc, max_new_tokens=400, dtype=dtype), tp, None, seq[:, :64])
-    P = args.prefill_tokens
+    from pard_jax.speculative.generator import prompt_bucket
+    from pard_jax.speculative.loop import PREFILL_CHUNK
+
+    P = prompt_bucket(args.prefill_tokens, PREFILL_CHUNK)  # what generation pads such a prompt to
     prefill_tokens = jax.random.randint(jax.random.key(1), (1, P), 0, min(tc.vocab_size, 1000)).astype(jnp.int32)
     pre = Call(f"prefill ({P} tokens)", prefill_ms(tp, tc, prefill_tokens, -(-(P + 64) // 64) * 64, dtype),
                t_bytes + cache_bytes_read(tc, P, dtype))

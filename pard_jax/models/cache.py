@@ -40,6 +40,11 @@ class LayerCache:
 KVCache = tuple[LayerCache, ...]  # one per layer
 
 
+def bytes_per_position(cfg: ModelConfig, dtype=jnp.float32) -> int:
+    """Bytes of one row's cache per position: the keys and values of every layer."""
+    return 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * jnp.dtype(dtype).itemsize
+
+
 def init_cache(cfg: ModelConfig, batch: int, capacity: int, dtype=jnp.float32) -> KVCache:
     shape = (batch, cfg.num_kv_heads, capacity, cfg.head_dim)
     return tuple(LayerCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(cfg.num_layers))

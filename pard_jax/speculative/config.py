@@ -7,7 +7,7 @@ import dataclasses
 from pard_jax import asset_path
 from pard_jax.dtypes import dtype_of
 from pard_jax.errors import UserError
-from pard_jax.speculative.loop import Mode
+from pard_jax.speculative.loop import PREFILL_CHUNK, Mode
 from pard_jax.speculative.sampling import SamplingParams
 
 MAX_K = 32
@@ -42,7 +42,7 @@ class InferConfig:
     dtype: str = "float32"
     max_cache_len: int | None = None  # longest prompt + new tokens; default: the target's own context
     cache_memory_gb: float = 8.0  # the most KV cache (target and draft) one batch may take
-    prefill_chunk: int = 512  # prompt tokens per prefill step: attention memory ~ chunk x context
+    prefill_chunk: int = PREFILL_CHUNK  # prompt tokens per prefill step: attention memory ~ chunk x context
     stream_every: int = 4  # iterations between screen updates when streaming
     mesh: InferMesh = dataclasses.field(default_factory=InferMesh)
 

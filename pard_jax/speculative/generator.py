@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pard_jax.errors import UserError
+from pard_jax.models.cache import bytes_per_position
 from pard_jax.models.decoder import unstack_layers
 from pard_jax.speculative.loop import DecodeLoop, Mode, run_jit, start_jit
 
@@ -108,10 +109,9 @@ OnTokens = Callable[[int, list[int], bool], None]
 
 
 def cache_bytes_per_entry(loop: DecodeLoop) -> int:
-    """Bytes of KV cache per row and position: target and draft, keys and values, every layer."""
-    item = np.dtype(loop.dtype).itemsize
+    """Bytes of KV cache per row and position: target and draft."""
     cfgs = [loop.target_cfg] + ([loop.draft_cfg] if loop.draft_cfg is not None else [])
-    return sum(2 * c.num_layers * c.num_kv_heads * c.head_dim * item for c in cfgs)
+    return sum(bytes_per_position(c, loop.dtype) for c in cfgs)
 
 
 @dataclasses.dataclass

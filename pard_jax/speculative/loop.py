@@ -26,6 +26,9 @@ from pard_jax.speculative import steps
 from pard_jax.speculative.sampling import SamplingParams, probabilities
 
 
+PREFILL_CHUNK = 512  # the default prefill chunk: attention memory ~ chunk x context
+
+
 class Mode(enum.StrEnum):
     """How drafts are made. A str: "ar", "sd" and "pard" in configs and on the command line are these values."""
 
@@ -76,7 +79,7 @@ class DecodeLoop:
     max_new_tokens: int = 128
     eos_ids: tuple[int, ...] = ()
     dtype: Any = jnp.float32
-    prefill_chunk: int = 512  # prompt tokens written per prefill step (bounds attention memory)
+    prefill_chunk: int = PREFILL_CHUNK  # prompt tokens written per prefill step (bounds attention memory)
 
     def __post_init__(self):
         object.__setattr__(self, "mode", Mode.parse(self.mode))
