@@ -72,6 +72,9 @@ def test_bad_input_gives_one_sentence_and_a_nonzero_exit(tmp_path):
 def test_sub_vocabulary_head_and_learned_mask_row_train_and_ship_compactly(tmp_path):
     """model.draft_vocab=N picks the N ids the data trains most often (EOS always in); with the table frozen but
     for the mask row, training moves that row only, and the compact export holds the trained head and that row."""
+    import dataclasses
+    import json
+
     import jax
     import numpy as np
 
@@ -102,3 +105,8 @@ def test_sub_vocabulary_head_and_learned_mask_row_train_and_ship_compactly(tmp_p
     assert moved.tolist() == [5]
     assert draft.params["draft_head"].shape == (40, 64)
     assert not np.allclose(draft.params["draft_head"], table[ids], atol=1e-2)  # the head trained
+    # Resuming on grown data keeps the head's ids (the checkpoint's), so the run is still the same model.
+    more = tmp_path / "more.jsonl"
+    more.write_text("".join(json.dumps({"text": "zzzz qqqq " * 40}) + "\n" for _ in range(30)))
+    grown = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, paths=[DATA, str(more)]))
+    assert trainer.load_initial_model(grown).cfg.draft_vocab == model.cfg.draft_vocab

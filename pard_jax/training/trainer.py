@@ -89,8 +89,10 @@ def with_draft_vocab(cfg: TrainConfig, model_cfg: ModelConfig, host_params: dict
     d = cfg.data
     counts = token_counts(trained_ids(read_records(d.paths), tok, chat_template=d.chat_template,
                                       train_on_prompt=d.train_on_prompt), model_cfg.vocab_size)
-    eos = [i for i in (*model_cfg.eos_token_ids, getattr(tok, "eos_token_id", None)) if i is not None]
-    ids = frequent_ids(counts, min(cfg.model.draft_vocab, model_cfg.vocab_size), always=eos)
+    ids = saved_draft_vocab(cfg.run_dir)  # a resumed run keeps its head's ids, even if the data has grown
+    if ids is None:
+        eos = [i for i in (*model_cfg.eos_token_ids, getattr(tok, "eos_token_id", None)) if i is not None]
+        ids = frequent_ids(counts, min(cfg.model.draft_vocab, model_cfg.vocab_size), always=eos)
     if jax.process_index() == 0:
         print(f"sub-vocabulary head: {len(ids)} ids cover {coverage(counts, ids):.2%} of the trained tokens",
               flush=True)
@@ -100,6 +102,17 @@ def with_draft_vocab(cfg: TrainConfig, model_cfg: ModelConfig, host_params: dict
         host_params = {k: v for k, v in host_params.items() if k != "lm_head"}
         host_params["draft_head"] = np.ascontiguousarray(rows[ids])
     return model_cfg, host_params
+
+
+def saved_draft_vocab(run_dir: str) -> np.ndarray | None:
+    """The sub-vocabulary ids of the latest checkpoint in `run_dir`, if it has one."""
+    if not os.path.isdir(os.path.join(run_dir, checkpoint.CHECKPOINT_SUBDIR)):
+        return None
+    ckpt = checkpoint.Checkpointer(run_dir, read_only=True)
+    step = ckpt.latest_step()
+    ids = None if step is None else ckpt.read_meta(step)["model"].get("draft_vocab")
+    ckpt.close()
+    return None if ids is None else np.asarray(ids, np.int32)
 
 
 def optimizer_for(cfg: TrainConfig):
