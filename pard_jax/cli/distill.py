@@ -1,7 +1,7 @@
 """Distillation data for a PARD draft: prompts (templates and the target's own), then its greedy answers.
 
     python train/make_distill_data.py --out-dir data/distill/smollm2/templates [--template-prompts N]
-        [--self-prompts N] [--self-flavors general,code,math] [--max-new-tokens 200] [--batch-size 32]
+        [--self-prompts N] [--self-flavors general,code,math] [--max-new-tokens 200] [--batch-size 64]
         [--shard-size 256] [--exclude PROMPTS_FILE ...] [--target smollm2-135m-instruct] [--seed 0]
 
 Writes prompts.jsonl, shard-NNNNN.npz (token ids) and manifest.json into --out-dir (see pard_jax.distill.run).
@@ -28,7 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--self-max-new-tokens", type=int, default=64)
     ap.add_argument("--self-temperature", type=float, default=1.0)
     ap.add_argument("--max-new-tokens", type=int, default=200, help="answer length limit")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=64, help="rows decoded together (64: 158 tokens/s on 2 cores, 32: 129)")
     ap.add_argument("--shard-size", type=int, default=256)
     ap.add_argument("--exclude", action="append", default=[], metavar="PROMPTS_FILE")
     ap.add_argument("--seed", type=int, default=0)
