@@ -48,13 +48,18 @@ def per_call_ms(call, params, cache, repeats: int) -> float:
         return cache, total + jnp.sum(tokens)
 
     loop = jax.jit(lambda p, c: jax.lax.fori_loop(0, repeats, lambda i, x: body(p, i, x), (c, jnp.zeros((), jnp.int32))))
-    jax.block_until_ready(loop(params, cache))
+    return best_ms(lambda: loop(params, cache), rounds=7) / repeats
+
+
+def best_ms(run, rounds: int) -> float:
+    """The fastest of `rounds` timed calls of `run()` (after one warm-up call), in ms."""
+    jax.block_until_ready(run())
     times = []
-    for _ in range(7):
+    for _ in range(rounds):
         t0 = time.perf_counter()
-        jax.block_until_ready(loop(params, cache))
+        jax.block_until_ready(run())
         times.append(time.perf_counter() - t0)
-    return min(times) / repeats * 1e3
+    return min(times) * 1e3
 
 
 def iteration_ms(loop, target_params, draft_params, prompt) -> float:
@@ -85,13 +90,7 @@ def prefill_ms(params, cfg, tokens, capacity: int, dtype) -> float:
 
     run = jax.jit(lambda p, t: decoder.prefill(p, cfg, t, init_cache(cfg, 1, capacity, dtype), chunk=PREFILL_CHUNK,
                                                  dtype=dtype))
-    jax.block_until_ready(run(params, tokens))
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        jax.block_until_ready(run(params, tokens))
-        times.append(time.perf_counter() - t0)
-    return min(times) * 1e3
+    return best_ms(lambda: run(params, tokens), rounds=5)
 
 
 def weight_bytes_read(params, cfg) -> int:
