@@ -93,11 +93,13 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def put_global(tree, shardings):
-    """Host arrays (the same full value on every process) -> global jax.Arrays with `shardings`.
+    """Host arrays (the same full value on every process) or jax.Arrays -> global jax.Arrays with `shardings`.
 
     Works across processes: each process materializes only its own devices' shards.
     """
     def put(x, sharding):
+        if isinstance(x, jax.Array):
+            return jax.device_put(x, sharding)
         x = np.asarray(x)
         return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
     return jax.tree.map(put, tree, shardings)

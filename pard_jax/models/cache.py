@@ -20,6 +20,7 @@ unrolled decode step updates each in place.
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -38,6 +39,8 @@ class LayerCache:
 
 
 KVCache = tuple[LayerCache, ...]  # one per layer
+# Logical axes of each buffer: rows follow the batch, KV heads follow the model's heads (speculative.placement).
+LOGICAL_AXES = ("batch", "kv_heads", "length", "head_dim")
 
 
 def bytes_per_position(cfg: ModelConfig, dtype=jnp.float32) -> int:
@@ -47,7 +50,10 @@ def bytes_per_position(cfg: ModelConfig, dtype=jnp.float32) -> int:
 
 def init_cache(cfg: ModelConfig, batch: int, capacity: int, dtype=jnp.float32) -> KVCache:
     shape = (batch, cfg.num_kv_heads, capacity, cfg.head_dim)
-    return tuple(LayerCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(cfg.num_layers))
+
+    def zeros():  # made in place, each device its own shard (when traced under sharding rules)
+        return nn.with_logical_constraint(jnp.zeros(shape, dtype), LOGICAL_AXES)
+    return tuple(LayerCache(zeros(), zeros()) for _ in range(cfg.num_layers))
 
 
 def write(cache: LayerCache, new_k: jax.Array, new_v: jax.Array, start: jax.Array) -> LayerCache:
@@ -59,4 +65,5 @@ def write(cache: LayerCache, new_k: jax.Array, new_v: jax.Array, start: jax.Arra
         return jax.lax.dynamic_update_slice(buf, new.astype(buf.dtype), (0, s, 0))
 
     per_row = jax.vmap(write_row)
-    return LayerCache(per_row(cache.k, new_k, start), per_row(cache.v, new_v, start))
+    return LayerCache(nn.with_logical_constraint(per_row(cache.k, new_k, start), LOGICAL_AXES),
+                      nn.with_logical_constraint(per_row(cache.v, new_v, start), LOGICAL_AXES))

@@ -8,20 +8,12 @@ from pard_jax import asset_path
 from pard_jax.dtypes import dtype_of
 from pard_jax.errors import UserError
 from pard_jax.speculative.loop import PREFILL_CHUNK, Mode
+from pard_jax.speculative.placement import InferMesh
 from pard_jax.speculative.sampling import SamplingParams
 
 MAX_K = 32
 # The packaged default: SmolLM2-135M-Instruct decoded with PARD and the shipped draft (pard_jax/assets/).
 DEFAULT_CONFIG = asset_path("default.yaml")
-
-
-@dataclasses.dataclass
-class InferMesh:
-    """The devices generation runs on: batch rows over `data`, heads over `tensor`. One device for now (sharded
-    generation is planned); a config names its mesh so that it says what it was sized for."""
-
-    data: int = 1
-    tensor: int = 1
 
 
 @dataclasses.dataclass
@@ -66,8 +58,5 @@ def validate(c: InferConfig) -> SamplingParams:
         raise UserError(f"cache_memory_gb must be positive, got {c.cache_memory_gb}")
     if c.prefill_chunk < 1:
         raise UserError(f"prefill_chunk must be at least 1, got {c.prefill_chunk}")
-    if (c.mesh.data, c.mesh.tensor) != (1, 1):
-        raise UserError(f"generation runs on one device for now, but the config asks for mesh.data={c.mesh.data} "
-                        f"mesh.tensor={c.mesh.tensor}; set both to 1")
     dtype_of(c.dtype)
     return SamplingParams(c.temperature, c.top_k, c.top_p)

@@ -7,6 +7,7 @@ parameter shapes) and reads results back once per chunk of iterations.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import time
@@ -15,11 +16,14 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from pard_jax import sharding
 from pard_jax.errors import UserError
 from pard_jax.models.cache import bytes_per_position
 from pard_jax.models.decoder import unstack_layers
-from pard_jax.speculative.loop import DecodeLoop, Mode, run_jit, start_jit
+from pard_jax.speculative import placement
+from pard_jax.speculative.loop import DecodeLoop, LoopState, Mode, run_jit, start_jit
 
 MIN_PROMPT_BUCKET = 32
 # Sampling keys use XLA's RngBitGenerator ("rbg") rather than threefry: the decode loop draws random numbers
@@ -29,28 +33,63 @@ PRNG_IMPL = "rbg"
 
 
 def shape_signature(tree) -> tuple:
-    """A hashable description of a params tree: its structure and each leaf's shape and dtype."""
+    """A hashable description of a params tree: its structure and each leaf's shape, dtype and sharding."""
     leaves, treedef = jax.tree.flatten(tree)
-    return treedef, tuple((tuple(leaf.shape), np.dtype(leaf.dtype)) for leaf in leaves)
+    return treedef, tuple((tuple(leaf.shape), np.dtype(leaf.dtype), getattr(leaf, "sharding", None))
+                          for leaf in leaves)
 
 
 def _abstract(signature: tuple):
     treedef, leaves = signature
-    return jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in leaves])
+    return jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(shape, dtype, sharding=s) for shape, dtype, s in leaves])
+
+
+def input_shardings(mesh: Mesh | None):
+    """Shardings of (prompts [B, P], lengths [B], done [B], key, an iteration count): rows over `data`."""
+    if mesh is None:
+        return (None,) * 5
+    rows = [placement.batch_sharding(mesh, n) for n in (2, 1, 1)]
+    return (*rows, sharding.replicated(mesh), sharding.replicated(mesh))
+
+
+def _mesh_context(mesh: Mesh | None):
+    return jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext()
 
 
 @functools.lru_cache(maxsize=32)
 def compiled_programs(loop: DecodeLoop, batch: int, prompt_len: int, target_signature: tuple,
-                      draft_signature: tuple):
-    """The (start, run) programs for one loop, batch bucket, prompt bucket and parameter shapes, compiled ahead
-    of time. Shared by every Generator (e.g. those `Generator.with_mode` makes); the 32 most recent are kept."""
+                      draft_signature: tuple, mesh: Mesh | None = None):
+    """The (start, run) programs for one loop, batch bucket, prompt bucket, parameter shapes (and shardings) and
+    mesh, compiled ahead of time. Shared by every Generator (e.g. those `Generator.with_mode` makes); the 32
+    most recent are kept."""
     tp, dp = _abstract(target_signature), _abstract(draft_signature)
-    args = (jax.ShapeDtypeStruct((batch, prompt_len), jnp.int32), jax.ShapeDtypeStruct((batch,), jnp.int32),
-            jax.ShapeDtypeStruct((batch,), bool), jax.random.key(0, impl=PRNG_IMPL))
-    start = start_jit.lower(loop, tp, dp, *args).compile()
-    state = jax.eval_shape(functools.partial(start_jit, loop), tp, dp, *args)
-    run = run_jit.lower(loop, tp, dp, state, jax.ShapeDtypeStruct((), jnp.int32)).compile()
+    rows, lengths, done, key, count = input_shardings(mesh)
+    args = (jax.ShapeDtypeStruct((batch, prompt_len), jnp.int32, sharding=rows),
+            jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=lengths),
+            jax.ShapeDtypeStruct((batch,), bool, sharding=done))
+    key = jax.ShapeDtypeStruct((), jax.random.key(0, impl=PRNG_IMPL).dtype, sharding=key)
+    with _mesh_context(mesh):
+        start = start_jit.lower(loop, tp, dp, *args, key).compile()
+        state = jax.eval_shape(functools.partial(start_jit, loop), tp, dp, *args, key)
+        if mesh is not None:
+            state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state,
+                                 start.output_shardings)
+        run = run_jit.lower(loop, tp, dp, state, jax.ShapeDtypeStruct((), jnp.int32, sharding=count)).compile()
     return start, run
+
+
+@functools.lru_cache(maxsize=8)
+def _gather_jit(mesh: Mesh):
+    return jax.jit(lambda tree: tree, out_shardings=NamedSharding(mesh, P()))
+
+
+def read_back(state: LoopState, mesh: Mesh | None) -> tuple[np.ndarray, ...]:
+    """(seq, last, done, target_calls, accepted_at) on the host. On a mesh the rows are spread over devices (and
+    hosts): they are gathered first, so that every process sees every row."""
+    fields = (state.seq, state.last, state.done, state.target_calls, state.accepted_at)
+    if mesh is not None:
+        fields = _gather_jit(mesh)(fields)
+    return jax.device_get(fields)
 
 
 def bucket(n: int, minimum: int = 1) -> int:
@@ -121,6 +160,10 @@ class Generator:
     `max_cache_len` bounds prompt + new tokens (the context); `cache_memory_gb` bounds one batch's KV cache.
     Prompts are padded to `prompt_bucket`s and prefilled `loop.prefill_chunk` tokens at a time; with
     batch_size > 1 they are batched in order of length, so long prompts do not pad short ones.
+
+    On a `mesh` (`speculative.placement.make_mesh`) batch rows are spread over `data` (a batch is padded to a
+    multiple of it) and each model's heads over its tensor axes; every process of a multi-host run calls
+    `generate` with the same prompts and gets every result.
     """
 
     loop: DecodeLoop
@@ -130,13 +173,24 @@ class Generator:
     max_cache_len: int = 4096
     cache_memory_gb: float = 8.0
     chunk_iterations: int = 0  # iterations between host reads; 0 = run each batch to the end in one call
+    mesh: Mesh | None = None
     compile_seconds: float = 0.0
     programs_compiled: int = 0
 
     def __post_init__(self):
         # Decoding reads each layer's weights from a buffer of its own (see models.decoder.Decoder).
-        self.target_params = jax.device_put(unstack_layers(self.target_params))
-        self.draft_params = None if self.draft_params is None else jax.device_put(unstack_layers(self.draft_params))
+        self.target_params = self._place(self.target_params, placement.TARGET_RULES)
+        if self.draft_params is not None:
+            self.draft_params = self._place(self.draft_params, placement.DRAFT_RULES)
+        if self.mesh is not None:
+            self.loop = dataclasses.replace(self.loop, target_rules=placement.TARGET_RULES,
+                                            draft_rules=placement.DRAFT_RULES)
+
+    def _place(self, params, rules):
+        params = unstack_layers(params)
+        if self.mesh is None:
+            return jax.device_put(params)
+        return sharding.put_global(params, placement.param_shardings(self.mesh, params, rules))
 
     def with_mode(self, mode: Mode | str, k: int = 0, **loop_changes) -> "Generator":
         """A generator for another decoding mode (and k) over the same models, batching and streaming."""
@@ -145,7 +199,7 @@ class Generator:
                                    draft_cfg=self.loop.draft_cfg if mode.uses_draft else None, **loop_changes)
         return Generator(loop, self.target_params, self.draft_params if mode.uses_draft else None,
                          batch_size=self.batch_size, max_cache_len=self.max_cache_len,
-                         cache_memory_gb=self.cache_memory_gb, chunk_iterations=self.chunk_iterations)
+                         cache_memory_gb=self.cache_memory_gb, chunk_iterations=self.chunk_iterations, mesh=self.mesh)
 
     def check_prompt(self, n_tokens: int) -> None:
         need = n_tokens + self.loop.max_new_tokens
@@ -157,7 +211,8 @@ class Generator:
 
     def _shape(self, batch: Sequence[Sequence[int]]) -> tuple[int, int]:
         """(batch bucket, prompt bucket) of one batch, checked against the cache memory budget."""
-        B = min(bucket(len(batch)), self.batch_size)
+        rows = self.mesh.shape["data"] if self.mesh is not None else 1
+        B = -(-min(bucket(len(batch)), self.batch_size) // rows) * rows
         P = prompt_bucket(max(len(p) for p in batch), self.loop.prefill_chunk)
         gb = B * self.loop.capacity(P) * cache_bytes_per_entry(self.loop) / 2**30
         if gb > self.cache_memory_gb:
@@ -172,7 +227,7 @@ class Generator:
         misses = compiled_programs.cache_info().misses
         t0 = time.perf_counter()
         programs = compiled_programs(self.loop, B, P, shape_signature(self.target_params),
-                                     shape_signature(self.draft_params))
+                                     shape_signature(self.draft_params), self.mesh)
         if compiled_programs.cache_info().misses > misses:
             self.compile_seconds += time.perf_counter() - t0
             self.programs_compiled += 1
@@ -210,18 +265,23 @@ class Generator:
             lengths[i] = len(p)
         done = np.arange(B) >= rows  # padding rows never run
         start, run = self._programs(B, P)
+        iterations = np.int32(self.chunk_iterations or self.loop.max_new_tokens + 1)
+        if self.mesh is not None:  # global arrays: each process fills its own devices' rows
+            tokens, lengths_in, done, key, iterations = sharding.put_global(
+                (tokens, lengths, done, key, iterations), input_shardings(self.mesh))
+        else:
+            lengths_in = lengths
 
         t0 = time.perf_counter()
-        state = jax.block_until_ready(start(self.target_params, self.draft_params, tokens, lengths, done, key))
+        state = jax.block_until_ready(start(self.target_params, self.draft_params, tokens, lengths_in, done, key))
         prefill_seconds = time.perf_counter() - t0
         reported = np.zeros((B,), np.int64)
         closed = np.zeros((B,), bool)
-        iterations = self.chunk_iterations or self.loop.max_new_tokens + 1
         while True:
-            state = run(self.target_params, self.draft_params, state, np.int32(iterations))
-            finished = bool(jnp.all(state.done))
+            state = run(self.target_params, self.draft_params, state, iterations)
+            seq, last, row_done, calls, accepted = read_back(state, self.mesh)
+            finished = bool(np.all(row_done))
             if on_tokens is not None:
-                seq, last, row_done = jax.device_get((state.seq, state.last, state.done))
                 for i in range(rows):
                     upto = last[i] + 1 - lengths[i]
                     if upto > reported[i] or (row_done[i] and not closed[i]):
@@ -230,7 +290,6 @@ class Generator:
                         reported[i], closed[i] = upto, row_done[i]
             if finished:
                 break
-        seq, last, calls, accepted = jax.device_get((state.seq, state.last, state.target_calls, state.accepted_at))
         seconds = time.perf_counter() - t0
         k = self.loop.draft_len
         return [Result(token_ids=seq[i, lengths[i]:last[i] + 1].tolist(), target_calls=int(calls[i]),

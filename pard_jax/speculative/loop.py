@@ -14,6 +14,7 @@ import dataclasses
 import enum
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -80,6 +81,10 @@ class DecodeLoop:
     eos_ids: tuple[int, ...] = ()
     dtype: Any = jnp.float32
     prefill_chunk: int = PREFILL_CHUNK  # prompt tokens written per prefill step (bounds attention memory)
+    # Logical-axis rules of each model's activations and cache on the generation mesh (speculative.placement);
+    # empty: one device, no constraints.
+    target_rules: tuple = ()
+    draft_rules: tuple = ()
 
     def __post_init__(self):
         object.__setattr__(self, "mode", Mode.parse(self.mode))
@@ -96,11 +101,13 @@ class DecodeLoop:
     def _iterate(self, target_params, draft_params, state: LoopState) -> LoopState:
         """One iteration: draft -> verify -> accept -> commit."""
         key, k_draft, k_accept = jax.random.split(state.key, 3)
-        d = steps.draft(draft_params, self.draft_cfg, state.draft_cache, state.seq, state.last, k=self.draft_len,
-                        parallel=self.mode is Mode.PARD, mask_id=self.mask_id, vocab=self.target_cfg.vocab_size,
-                        sp=self.sampling, key=k_draft, dtype=self.dtype)
-        logits, target_cache = steps.verify(target_params, self.target_cfg, state.seq, state.last, d.tokens,
-                                            state.target_cache, dtype=self.dtype)
+        with nn.logical_axis_rules(self.draft_rules):
+            d = steps.draft(draft_params, self.draft_cfg, state.draft_cache, state.seq, state.last,
+                            k=self.draft_len, parallel=self.mode is Mode.PARD, mask_id=self.mask_id,
+                            vocab=self.target_cfg.vocab_size, sp=self.sampling, key=k_draft, dtype=self.dtype)
+        with nn.logical_axis_rules(self.target_rules):
+            logits, target_cache = steps.verify(target_params, self.target_cfg, state.seq, state.last, d.tokens,
+                                                state.target_cache, dtype=self.dtype)
         if self.sampling.greedy:
             n, nxt = steps.accept_greedy(d.tokens, logits)
         else:
@@ -114,6 +121,11 @@ class DecodeLoop:
             accepted_at=state.accepted_at.at[:, :k].add(c.accepted.astype(jnp.int32)),
             iteration=state.iteration + 1)
 
+    def _prefill(self, params, cfg: ModelConfig, rules: tuple, prompts: jax.Array, capacity: int) -> KVCache:
+        with nn.logical_axis_rules(rules):
+            cache = init_cache(cfg, prompts.shape[0], capacity, self.dtype)
+            return decoder.prefill(params, cfg, prompts, cache, chunk=self.prefill_chunk, dtype=self.dtype)
+
     # ---- jitted programs (`start_jit`, `run_jit`) -------------------------------------------------------
     def start(self, target_params, draft_params, prompts: jax.Array, prompt_len: jax.Array, done: jax.Array,
               key: jax.Array) -> LoopState:
@@ -121,14 +133,10 @@ class DecodeLoop:
         B, P = prompts.shape
         C = self.capacity(P)
         seq = jnp.zeros((B, C), jnp.int32).at[:, :P].set(prompts)
-        target_cache = decoder.prefill(target_params, self.target_cfg, prompts,
-                                       init_cache(self.target_cfg, B, C, self.dtype), chunk=self.prefill_chunk,
-                                       dtype=self.dtype)
+        target_cache = self._prefill(target_params, self.target_cfg, self.target_rules, prompts, C)
         draft_cache = None
         if self.mode.uses_draft:
-            draft_cache = decoder.prefill(draft_params, self.draft_cfg, prompts,
-                                          init_cache(self.draft_cfg, B, C, self.dtype), chunk=self.prefill_chunk,
-                                          dtype=self.dtype)
+            draft_cache = self._prefill(draft_params, self.draft_cfg, self.draft_rules, prompts, C)
         return LoopState(seq=seq, prompt_len=prompt_len, last=prompt_len - 1, done=done,
                          target_cache=target_cache, draft_cache=draft_cache, key=key,
                          target_calls=jnp.zeros((B,), jnp.int32),

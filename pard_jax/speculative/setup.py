@@ -6,6 +6,7 @@ import dataclasses
 
 from pard_jax.dtypes import dtype_of
 from pard_jax.errors import UserError
+from pard_jax.speculative import placement
 from pard_jax.speculative.config import InferConfig, validate
 from pard_jax.speculative.generator import Generator
 from pard_jax.speculative.loop import DecodeLoop, Mode
@@ -36,15 +37,18 @@ def build(c: InferConfig) -> Pipeline:
 
     sp = validate(c)
     dtype = dtype_of(c.dtype)
+    mesh = placement.make_mesh(c.mesh)
     log(f"loading target {c.target} ...")
     target = load_model(c.target, dtype=dtype)
     tokenizer = load_tokenizer(target.tokenizer_source)
     eos = eos_ids_of(target.cfg, tokenizer)
+    placement.check_split(target.cfg, c.mesh.tensor, "target", "mesh.tensor")
     draft = None
     mask_id = 0
     if c.mode.uses_draft:
         log(f"loading draft {c.draft}" + (f" (first {c.draft_layers} layers)" if c.draft_layers else "") + " ...")
         draft = load_model(c.draft, dtype=dtype, num_layers=c.draft_layers, shared_embed=target.params["embed"])
+        placement.check_split(draft.cfg, c.mesh.draft_tensor, "draft", "mesh.draft_tensor")
         real_vocab = len(tokenizer)
         if min(draft.cfg.vocab_size, target.cfg.vocab_size) < real_vocab:
             raise UserError(f"draft vocabulary ({draft.cfg.vocab_size}) and target vocabulary "
@@ -60,5 +64,5 @@ def build(c: InferConfig) -> Pipeline:
                       max_new_tokens=c.max_new_tokens, eos_ids=eos, dtype=dtype, prefill_chunk=c.prefill_chunk)
     gen = Generator(loop, target.params, draft.params if draft else None, batch_size=c.batch_size,
                     max_cache_len=c.max_cache_len or target.cfg.max_position_embeddings,
-                    cache_memory_gb=c.cache_memory_gb)
+                    cache_memory_gb=c.cache_memory_gb, mesh=mesh)
     return Pipeline(gen, tokenizer, c)
