@@ -20,10 +20,9 @@ import numpy as np
 from flax import traverse_util
 
 from pard_jax.models.config import ModelConfig
-from pard_jax.weights import hf, sources, store
+from pard_jax.weights import hf, sources, store, table
 from pard_jax.weights.sources import LoadedModel
-from pard_jax.weights.table import EMBED_ROW_IDS, EMBED_ROWS, check_complete, check_shape, expected_shapes, \
-    tensor_target
+from pard_jax.weights.table import EMBED_ROW_IDS, EMBED_ROWS, expected_shapes
 
 ShardingOf = Callable[[str, tuple[int, ...]], jax.sharding.Sharding]
 _EMBED = "model.embed_tokens.weight"
@@ -87,18 +86,18 @@ def _stream_hf_dir(directory: str, dtype, sharding_of: ShardingOf,
         tensors: dict[str, _Tensor] = {}
         have, filled = set(), {}
         for name, handle in handles.items():
-            hit = tensor_target(cfg, shapes, keep, name, directory)
+            hit = table.tensor_target(cfg, shapes, keep, name, directory)
             if hit is None:
                 continue
             rule, i = hit
             hf_shape = tuple(handle.get_slice(name).get_shape())
-            check_shape(rule, i, name, hf_shape, shapes, directory)
+            table.check_shape(rule, i, name, hf_shape, shapes, directory)
             have.add(rule.path)
             if i is not None:
                 filled.setdefault(rule.path, set()).add(i)
             path = rule.path if i is None else _layer_path(rule.path, i)
             tensors[path] = _Tensor(handle, name, rule.convert_index(hf_shape), transpose=rule.transpose)
-        check_complete(shapes, have, filled, keep, directory)
+        table.check_complete(shapes, have, filled, keep, directory)
         params = _place(tensors, dtype, sharding_of)
     finally:
         close()
