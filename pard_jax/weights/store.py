@@ -62,22 +62,34 @@ def atomic_write_dir(final: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def params_file(folder: Path) -> Path:
+    """The safetensors file of a cache folder: {param path: float32 array}, layers stacked on axis 0."""
+    return folder / _PARAMS_FILE
+
+
+def read_config(folder: Path) -> ModelConfig | None:
+    """The full config of a cache folder with a params file, or None when it has no complete, readable entry."""
+    if not params_file(folder).is_file():
+        return None
+    try:
+        return ModelConfig.from_hf_dict(json.loads((folder / _CONFIG_FILE).read_text()))
+    except Exception:  # a damaged cache entry (UserError included): the caller rebuilds it
+        return None
+
+
 def read_params(folder: Path, num_layers: int | None = None) -> tuple[ModelConfig, dict[str, np.ndarray]] | None:
     """(full config, {param path: array} with the first `num_layers` layers) from a cache folder, or None when
     it holds no complete, readable entry. A `num_layers` the model does not have is a UserError."""
     from safetensors import safe_open
 
-    if not (folder / _PARAMS_FILE).is_file():
-        return None
-    try:
-        cfg = ModelConfig.from_hf_dict(json.loads((folder / _CONFIG_FILE).read_text()))
-    except Exception:  # a damaged cache entry (UserError included): the caller rebuilds it
+    cfg = read_config(folder)
+    if cfg is None:
         return None
     keep = cfg.num_layers if num_layers is None else num_layers
     cfg.truncated(keep)  # validates num_layers
     try:
         flat = {}
-        with safe_open(str(folder / _PARAMS_FILE), framework="numpy") as f:
+        with safe_open(str(params_file(folder)), framework="numpy") as f:
             for k in f.keys():
                 flat[k] = f.get_slice(k)[:keep] if k.startswith("layers/") else f.get_tensor(k)
     except Exception:

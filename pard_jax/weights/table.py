@@ -45,6 +45,10 @@ class Rule:
         """HF layout -> param layout, and back: a transpose is its own inverse."""
         return a.T if self.transpose else a
 
+    def convert_index(self, index: tuple) -> tuple:
+        """`convert` for a shape or an index (a tuple of slices): a transpose reverses the axes."""
+        return tuple(reversed(index)) if self.transpose else tuple(index)
+
 
 _L = "model.layers.{i}."
 RULES: tuple[Rule, ...] = (
@@ -88,6 +92,59 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(tree, sep="/").items()}
 
 
+def tensor_target(cfg: ModelConfig, shapes: dict[str, tuple[int, ...]], keep: int, name: str,
+                  source: str) -> tuple[Rule, int | None] | None:
+    """(rule, layer index) that puts HF tensor `name` into params of `shapes` (`expected_shapes` of `cfg` kept
+    to `keep` layers), or None for a tensor not kept (rotary tables, a tied model's head, layers past `keep`).
+
+    A sub-vocabulary draft's lm_head comes back with a path not in `shapes`: the caller derives draft_head.
+    Anything the config does not have is a UserError.
+    """
+    hit = match_rule(name)
+    if hit is None:
+        if _IGNORED.fullmatch(name):
+            return None
+        raise UserError(f"{source} has a tensor {name!r} that a {cfg.architecture} with this config does not "
+                        "have; check that config.json matches the weights")
+    rule, i = hit
+    if rule.path not in shapes:
+        if rule.path == "lm_head" and cfg.draft_vocab is not None and not cfg.tie_word_embeddings:
+            return hit
+        if rule.path == "lm_head" and cfg.tie_word_embeddings:
+            return None  # some tied checkpoints also store the (identical) head
+        raise UserError(f"{source} has a tensor {name!r} that its config rules out (bias/qk-norm/tied "
+                        "settings); check that config.json matches the weights")
+    if i is not None and i >= cfg.num_layers:
+        raise UserError(f"{source} has a tensor {name!r} for layer {i}, but its config says "
+                        f"{cfg.num_layers} layers; check that config.json matches the weights")
+    if i is not None and i >= keep:
+        return None
+    return hit
+
+
+def check_shape(rule: Rule, i: int | None, name: str, hf_shape: tuple[int, ...],
+                shapes: dict[str, tuple[int, ...]], source: str) -> None:
+    """HF tensor `name` (layer `i`) of `hf_shape` (HF layout) must fit its param in `shapes`."""
+    want = shapes[rule.path][1:] if i is not None else shapes[rule.path]
+    if rule.convert_index(tuple(hf_shape)) != want:
+        raise UserError(f"{source}: tensor {name!r} has shape {tuple(hf_shape)} but the config "
+                        f"implies {rule.convert_index(want)}; check that config.json matches the weights")
+
+
+def check_complete(shapes: dict[str, tuple[int, ...]], have: Iterable[str], filled: dict[str, set[int]],
+                   keep: int, source: str) -> None:
+    """Every param of `shapes` is in `have`, and every layered one (`filled`: its layers seen) has `keep` layers."""
+    have = set(have)
+    missing = [p for p in shapes if p not in have]
+    missing += [f"{p}[layer {i}]" for p, s in filled.items() for i in range(keep) if i not in s]
+    if missing == ["embed"]:
+        raise UserError(f"{source} is a compact draft without an embedding table; load it as a draft together "
+                        "with its target (infer/generate.py --draft), which supplies the table")
+    if missing:
+        raise UserError(f"{source} lacks tensors for {', '.join(missing[:4])}"
+                        f"{' …' if len(missing) > 4 else ''}; check that config.json matches the weights")
+
+
 def hf_to_params(cfg: ModelConfig, names: Iterable[str], get: Callable[[str], np.ndarray], dtype=jnp.float32,
                  num_layers: int | None = None, source: str = "the checkpoint", shared_embed=None) -> dict:
     """Convert HF-named tensors to the params tree (numpy leaves in `dtype`), keeping `num_layers` layers.
@@ -106,37 +163,21 @@ def hf_to_params(cfg: ModelConfig, names: Iterable[str], get: Callable[[str], np
         if name in (EMBED_ROWS, EMBED_ROW_IDS):
             own_rows[name] = np.asarray(get(name))
             continue
-        hit = match_rule(name)
+        hit = tensor_target(cfg, shapes, keep, name, source)
         if hit is None:
-            if _IGNORED.fullmatch(name):
-                continue
-            raise UserError(f"{source} has a tensor {name!r} that a {cfg.architecture} with this config does not "
-                            "have; check that config.json matches the weights")
-        rule, i = hit
-        if rule.path not in shapes:
-            if rule.path == "lm_head" and cfg.draft_vocab is not None and not cfg.tie_word_embeddings:
-                head = np.asarray(get(name))  # [V, D], or [N, D] in a compact draft: the sub-vocabulary rows only
-                if head.shape == shapes["draft_head"]:
-                    flat["draft_head"] = np.ascontiguousarray(head, dtype=np_dtype)
-                else:
-                    full_head = rule.convert(head)  # [D, V]
-                continue
-            if rule.path == "lm_head" and cfg.tie_word_embeddings:
-                continue  # some tied checkpoints also store the (identical) head
-            raise UserError(f"{source} has a tensor {name!r} that its config rules out (bias/qk-norm/tied "
-                            "settings); check that config.json matches the weights")
-        shape = shapes[rule.path]
-        if i is not None and i >= cfg.num_layers:
-            raise UserError(f"{source} has a tensor {name!r} for layer {i}, but its config says "
-                            f"{cfg.num_layers} layers; check that config.json matches the weights")
-        if i is not None and i >= keep:
             continue
-        a = rule.convert(np.asarray(get(name)))
-        want = shape[1:] if i is not None else shape
-        if tuple(a.shape) != want:
-            hf_shape = tuple(rule.convert(np.empty(want, np.int8)).shape)
-            raise UserError(f"{source}: tensor {name!r} has shape {tuple(rule.convert(a).shape)} but the config "
-                            f"implies {hf_shape}; check that config.json matches the weights")
+        rule, i = hit
+        if rule.path not in shapes:  # the lm_head of a sub-vocabulary draft
+            head = np.asarray(get(name))  # [V, D], or [N, D] in a compact draft: the sub-vocabulary rows only
+            if head.shape == shapes["draft_head"]:
+                flat["draft_head"] = np.ascontiguousarray(head, dtype=np_dtype)
+            else:
+                full_head = rule.convert(head)  # [D, V]
+            continue
+        shape = shapes[rule.path]
+        a = np.asarray(get(name))
+        check_shape(rule, i, name, a.shape, shapes, source)
+        a = rule.convert(a)
         if i is None:
             flat[rule.path] = np.ascontiguousarray(a, dtype=np_dtype)
         else:
@@ -165,14 +206,7 @@ def hf_to_params(cfg: ModelConfig, names: Iterable[str], get: Callable[[str], np
             flat["draft_head"] = np.ascontiguousarray(full_head[:, ids].T, dtype=np_dtype)
         elif "embed" in flat and cfg.tie_word_embeddings:
             flat["draft_head"] = np.ascontiguousarray(flat["embed"][ids])
-    missing = [p for p in shapes if p not in flat]
-    missing += [f"{p}[layer {i}]" for p, s in filled.items() for i in range(keep) if i not in s]
-    if missing == ["embed"]:
-        raise UserError(f"{source} is a compact draft without an embedding table; load it as a draft together "
-                        "with its target (infer/generate.py --draft), which supplies the table")
-    if missing:
-        raise UserError(f"{source} lacks tensors for {', '.join(missing[:4])}"
-                        f"{' …' if len(missing) > 4 else ''}; check that config.json matches the weights")
+    check_complete(shapes, flat, filled, keep, source)
     return traverse_util.unflatten_dict(flat, sep="/")
 
 

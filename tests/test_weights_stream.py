@@ -1,0 +1,249 @@
+"""pard_jax.weights.stream: checkpoints placed straight into device shards. On 6 simulated CPU devices (data 2 x
+tensor 3) the streamed params equal load_model's, each device holds and reads only its own slices; in process,
+what falls back (None) and that bad checkpoints give load_model's very sentences."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+from jax.sharding import SingleDeviceSharding
+
+from pard_jax.errors import UserError
+from pard_jax.models.decoder import unstack_layers
+from pard_jax.weights import sources, store, stream, table
+from pard_jax.weights.export import export_hf
+from pard_jax.weights.sources import load_model
+from tests.tiny_models import tiny_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SCRIPT = textwrap.dedent("""
+    import json, math
+    from pathlib import Path
+    import jax, jax.numpy as jnp, numpy as np
+    from flax import traverse_util
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    from pard_jax.models.decoder import unstack_layers
+    from pard_jax.weights import store, stream
+    from pard_jax.weights.sources import load_model
+
+    assert len(jax.devices()) == 6, jax.devices()
+    mesh = jax.make_mesh((2, 3), ("data", "tensor"))
+    COLUMNS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")
+
+    def spec_of(path):  # heads / MLP / vocab over "tensor", norms replicated
+        if path == "embed":
+            return P("tensor", None)
+        if path == "lm_head" or (path.endswith("kernel") and any(c in path for c in COLUMNS)):
+            return P(None, "tensor")
+        if path.endswith("kernel"):  # o_proj, down_proj: their input (heads / MLP) axis
+            return P("tensor", None)
+        return P()
+
+    def sharding_of(path, shape):
+        return NamedSharding(mesh, spec_of(path))
+
+    reads = []  # (tensor key, elements read, elements of one param)
+    read_slice = stream._read_slice
+
+    def counting(handle, key, index):
+        a = read_slice(handle, key, index)
+        full = handle.get_slice(key).get_shape()
+        reads.append((key, a.size, math.prod(full[1:] if key.startswith("layers/") else full)))
+        return a
+    stream._read_slice = counting
+
+    def flat(tree):
+        return traverse_util.flatten_dict(tree, sep="/")
+
+    ref = load_model(SINGLE)
+    want = {k: np.asarray(v) for k, v in flat(unstack_layers(ref.params)).items()}
+
+    def compare(params, dtype=np.float32, layers=None):
+        got = flat(params)
+        keys = {k for k in want if layers is None or not k.startswith("layers_") or int(k[7:].split("/")[0]) < layers}
+        assert set(got) == keys, sorted(set(got) ^ keys)
+        return all(got[k].dtype == dtype and np.array_equal(np.asarray(got[k]), want[k].astype(dtype))
+                   for k in keys)
+
+    out = {}
+    m = stream.stream_model(SINGLE, jnp.float32, sharding_of)
+    out["tokenizer_source"], out["spec"], out["cfg_same"] = m.tokenizer_source, m.spec, m.cfg == ref.cfg
+    out["f32"] = compare(m.params)
+    out["reads"] = reads[:]
+    # Bytes held: each tensor-sharded leaf's shard is a third of it on every device; per device, the sum.
+    sharded = replicated = 0
+    per_device, thirds = {}, True
+    for path, a in flat(m.params).items():
+        split = spec_of(path) != P()
+        sharded, replicated = sharded + split * a.nbytes, replicated + (not split) * a.nbytes
+        for s in a.addressable_shards:
+            thirds &= (not split) or s.data.nbytes * 3 == a.nbytes
+            per_device[str(s.device)] = per_device.get(str(s.device), 0) + s.data.nbytes
+    out.update(thirds=thirds, sharded=sharded, replicated=replicated, per_device=per_device,
+               specs=sorted({tuple(a.sharding.spec) for a in jax.tree.leaves(m.params)}, key=str))
+    out["bf16"] = compare(stream.stream_model(SINGLE, jnp.bfloat16, sharding_of).params, jnp.bfloat16)
+    out["index"] = compare(stream.stream_model(INDEX, jnp.float32, sharding_of).params)
+    short = stream.stream_model(INDEX, jnp.float32, sharding_of, num_layers=2)
+    out["index_short"] = compare(short.params, layers=2) and short.cfg.num_layers == 2
+    # A GGUF cache entry: stacked [L, ...] float32 params under their param paths.
+    folder = Path(TMP) / "cache"
+    store.write_params(folder, ref.cfg, flat(ref.params))
+    del reads[:]
+    cfg, params = stream._stream_cache(folder, jnp.float32, sharding_of, None)
+    out["cache"] = compare(params) and cfg == ref.cfg
+    out["cache_reads"] = reads[:]
+    cfg, params = stream._stream_cache(folder, jnp.bfloat16, sharding_of, 1)
+    out["cache_short"] = compare(params, jnp.bfloat16, layers=1) and cfg.num_layers == 1
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def _tiny_hf_dirs(tmp_path):
+    """One tiny llama (untied) whose heads, MLP and vocab divide by 3, as one file and as an index of shards."""
+    import torch
+
+    from tests import hf_tiny
+
+    torch.set_num_threads(1)
+    kw = dict(hidden_size=48, num_attention_heads=6, num_key_value_heads=3, intermediate_size=96, vocab_size=132)
+    single, index = tmp_path / "single", tmp_path / "index"
+    hf_tiny.make_tiny("llama", str(single), **kw)
+    hf_tiny.make_tiny("llama", str(index), max_shard_size="100KB", **kw)
+    assert (index / "model.safetensors.index.json").is_file() and not (index / "model.safetensors").exists()
+    return str(single), str(index)
+
+
+def test_streams_into_shards_on_6_devices(tmp_path):
+    single, index = _tiny_hf_dirs(tmp_path)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=6", JAX_PLATFORMS="cpu")
+    code = f"SINGLE = {single!r}\nINDEX = {index!r}\nTMP = {str(tmp_path)!r}\n" + SCRIPT
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1][len("RESULT "):])
+    assert res["tokenizer_source"] == single and res["spec"] == single and res["cfg_same"]
+    # 1. the same values as load_model (+ unstack_layers), exactly; bfloat16 = float32 cast.
+    assert res["f32"] and res["bf16"] and res["index"] and res["index_short"]
+    assert res["cache"] and res["cache_short"]
+    assert [None, "tensor"] in res["specs"] and ["tensor", None] in res["specs"]
+    # 2. each device holds a third of every tensor-sharded leaf, and no more than its share overall.
+    assert res["thirds"] and len(res["per_device"]) == 6
+    assert max(res["per_device"].values()) <= 1.1 * res["sharded"] / 3 + res["replicated"]
+    # 3. no read returned more than one device's slice: a third of each 2-D tensor (all sharded), or a 1-D norm.
+    for reads in (res["reads"], res["cache_reads"]):
+        assert reads
+        for key, size, whole in reads:
+            assert size * 3 == whole if not key.endswith(("norm.weight", "scale")) else size == whole, key
+
+
+# ----------------------------------------------------------------------------------------------- in process
+
+
+def _one_device(path, shape):
+    return SingleDeviceSharding(jax.devices()[0])
+
+
+def _random_params(cfg):
+    """Params of `cfg` drawn on the host (no model init: fast)."""
+    rng = np.random.default_rng(0)
+    flat = {k: rng.standard_normal(s).astype(np.float32) for k, s in table.expected_shapes(cfg).items()}
+    return traverse_util.unflatten_dict(flat, sep="/")
+
+
+def _export(tmp_path, name="m", **kw):
+    cfg = tiny_config(**{"tie_word_embeddings": False, "layers": 3, **kw})
+    params = _random_params(cfg)
+    out = tmp_path / name
+    export_hf(params, cfg, str(out))
+    return cfg, params, out
+
+
+def test_what_falls_back(tmp_path):
+    """Whole-table assembly is left to load_model: a sub-vocabulary head, a compact draft's table."""
+    _, _, sub = _export(tmp_path, "sub", draft_vocab=(1, 2, 5))
+    assert stream.stream_model(str(sub), jnp.float32, _one_device) is None
+    cfg = tiny_config(pard_token=3)
+    params = _random_params(cfg)
+    export_hf(params, cfg, str(tmp_path / "rows"), compact=True, embed_rows=[3])
+    export_hf(params, cfg, str(tmp_path / "bare"), compact=True)
+    for d in ("rows", "bare"):
+        assert stream.stream_model(str(tmp_path / d), jnp.float32, _one_device) is None
+        assert load_model(str(tmp_path / d), shared_embed=params["embed"]) is not None
+
+
+def _save(out, tensors):
+    from safetensors.numpy import save_file
+
+    save_file(tensors, str(out / "model.safetensors"))
+
+
+@pytest.mark.parametrize("bad", ["unknown", "ruled_out", "layer", "missing", "shape", "num_layers"])
+def test_bad_checkpoints_give_load_models_sentence(tmp_path, bad):
+    cfg, params, out = _export(tmp_path)
+    tensors = table.params_to_hf(params, cfg)
+    num_layers = None
+    if bad == "unknown":
+        tensors["model.vision_tower.weight"] = np.zeros(3, np.float32)
+    elif bad == "ruled_out":
+        tensors["model.layers.0.self_attn.q_proj.bias"] = np.zeros(32, np.float32)
+    elif bad == "layer":
+        tensors["model.layers.3.input_layernorm.weight"] = np.ones(32, np.float32)
+    elif bad == "missing":
+        del tensors["model.layers.1.mlp.up_proj.weight"]
+    elif bad == "shape":
+        tensors["model.layers.2.self_attn.o_proj.weight"] = np.zeros((32, 24), np.float32)
+    else:
+        num_layers = 4
+    tensors["model.rotary_emb.inv_freq"] = np.ones(4, np.float32)  # ignored by both
+    _save(out, tensors)
+    with pytest.raises(UserError) as want:
+        load_model(str(out), num_layers=num_layers)
+    with pytest.raises(UserError) as got:
+        stream.stream_model(str(out), jnp.float32, _one_device, num_layers=num_layers)
+    assert str(got.value) == str(want.value)
+
+
+def test_tied_head_is_ignored_and_a_gguf_is_streamed_through_its_cache(tmp_path, monkeypatch):
+    """A tied checkpoint's stored lm_head is skipped; a GGUF file is converted once into the cache (as load_model
+    would), then streamed from it with load_model's tokenizer_source."""
+    cfg, params, out = _export(tmp_path, tie_word_embeddings=True)
+    tensors = table.params_to_hf(params, cfg)
+    tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]
+    _save(out, tensors)
+    got = stream.stream_model(str(out), jnp.float32, _one_device)
+    assert "lm_head" not in got.params
+    _assert_same(got.params, load_model(str(out)).params)
+
+    monkeypatch.setenv("PARD_JAX_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "m.gguf"
+    path.write_bytes(b"not read: convert_gguf is faked")
+    converted = []
+
+    def convert(p, num_layers=None, folder=None):  # sources.convert_gguf without a real GGUF
+        converted.append(p)
+        flat = traverse_util.flatten_dict(params, sep="/")
+        store.write_params(folder, cfg, {k: np.asarray(v) for k, v in flat.items()})
+        return cfg, flat
+    monkeypatch.setattr(sources, "convert_gguf", convert)
+    cold = stream.stream_model(str(path), jnp.bfloat16, _one_device, num_layers=2)
+    warm = stream.stream_model(str(path), jnp.bfloat16, _one_device)
+    assert converted == [str(path)]
+    assert cold.cfg.num_layers == 2 and warm.cfg == cfg and warm.tokenizer_source == str(path)
+    _assert_same(warm.params, load_model(str(path), jnp.bfloat16).params)
+    assert "layers_1" in cold.params and "layers_2" not in cold.params
+
+
+def _assert_same(streamed, loaded):
+    want = traverse_util.flatten_dict(unstack_layers(loaded), sep="/")
+    got = traverse_util.flatten_dict(streamed, sep="/")
+    assert got.keys() == want.keys()
+    for k in got:
+        assert got[k].dtype == want[k].dtype and np.array_equal(np.asarray(got[k]), np.asarray(want[k])), k
