@@ -99,7 +99,10 @@ def put_global(tree, shardings):
     """
     def put(x, sharding):
         if isinstance(x, jax.Array):
-            return jax.device_put(x, sharding)
+            if not x.is_fully_addressable or sharding.is_fully_addressable:
+                return jax.device_put(x, sharding)
+            if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):  # a process-local key -> a global one
+                return jax.random.wrap_key_data(put(jax.random.key_data(x), sharding), impl=jax.random.key_impl(x))
         x = np.asarray(x)
         return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
     return jax.tree.map(put, tree, shardings)

@@ -9,7 +9,9 @@ python infer/generate.py --config CONFIG --dry-run [--prompt-len N] [--dry-run-l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 
@@ -36,7 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--top-p", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--dtype", choices=["float32", "bfloat16"])
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "auto"],
+                   help="weights and cache (default auto: bfloat16 on GPU/TPU, float32 on CPU)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--prompt", help="one prompt")
     src.add_argument("--prompts-file", help="JSONL with a 'data' or 'prompt' field, or one prompt per line")
@@ -151,14 +154,24 @@ def dry_run(args) -> int:
 
 
 def generate(args) -> int:
+    from pard_jax import distributed
     from pard_jax.speculative.prompts import read_prompts
-    from pard_jax.speculative.setup import build
-    from pard_jax.weights.tokenizer import encode_prompt
 
     cfg = load_config(args)
     prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts_file)
     if any(not p.strip() for p in prompts):
         raise UserError("a prompt is empty; give non-empty prompts")
+    distributed.initialize(cfg.distributed)
+    if not distributed.is_main():  # every process decodes every prompt; process 0 writes the output
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            return _generate(args, cfg, prompts)
+    return _generate(args, cfg, prompts)
+
+
+def _generate(args, cfg, prompts) -> int:
+    from pard_jax.speculative.setup import build
+    from pard_jax.weights.tokenizer import encode_prompt
+
     pipeline = build(cfg)
     tok, gen = pipeline.tokenizer, pipeline.generator
     ids = [encode_prompt(tok, p, cfg.chat_template) for p in prompts]

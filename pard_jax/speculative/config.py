@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from pard_jax import asset_path
+from pard_jax.distributed import DistributedSection
 from pard_jax.dtypes import dtype_of
 from pard_jax.errors import UserError
 from pard_jax.speculative.loop import PREFILL_CHUNK, Mode
@@ -31,12 +32,13 @@ class InferConfig:
     seed: int = 0
     batch_size: int = 1
     chat_template: bool = True
-    dtype: str = "float32"
+    dtype: str = "auto"  # float32 | bfloat16 | auto: bfloat16 on GPU/TPU, float32 on CPU (pard_jax.dtypes)
     max_cache_len: int | None = None  # longest prompt + new tokens; default: the target's own context
     cache_memory_gb: float = 8.0  # the most KV cache (target and draft) one batch may take
     prefill_chunk: int = PREFILL_CHUNK  # prompt tokens per prefill step: attention memory ~ chunk x context
     stream_every: int = 4  # iterations between screen updates when streaming
     mesh: InferMesh = dataclasses.field(default_factory=InferMesh)
+    distributed: DistributedSection = dataclasses.field(default_factory=DistributedSection)  # multi-host runs
 
     def __post_init__(self):
         self.mode = Mode.parse(self.mode)

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from pard_jax import sharding
 from pard_jax.errors import UserError
@@ -78,18 +78,11 @@ def compiled_programs(loop: DecodeLoop, batch: int, prompt_len: int, target_sign
     return start, run
 
 
-@functools.lru_cache(maxsize=8)
-def _gather_jit(mesh: Mesh):
-    return jax.jit(lambda tree: tree, out_shardings=NamedSharding(mesh, P()))
-
-
 def read_back(state: LoopState, mesh: Mesh | None) -> tuple[np.ndarray, ...]:
     """(seq, last, done, target_calls, accepted_at) on the host. On a mesh the rows are spread over devices (and
     hosts): they are gathered first, so that every process sees every row."""
     fields = (state.seq, state.last, state.done, state.target_calls, state.accepted_at)
-    if mesh is not None:
-        fields = _gather_jit(mesh)(fields)
-    return jax.device_get(fields)
+    return jax.device_get(fields) if mesh is None else placement.gather(fields, mesh)
 
 
 def bucket(n: int, minimum: int = 1) -> int:

@@ -31,7 +31,7 @@ AXES = ("data", "target_only", "tensor")
 @dataclasses.dataclass
 class InferMesh:
     """The devices generation runs on: batch rows over `data`, the target's heads over `tensor` devices, the
-    draft's over `draft_tensor` of them. data x tensor must equal the number of devices."""
+    draft's over `draft_tensor` of them; data x tensor devices in all (every device of a multi-host run)."""
 
     data: int = 1
     tensor: int = 1
@@ -52,13 +52,14 @@ TARGET_RULES = rules(("target_only", "tensor"))
 DRAFT_RULES = rules("tensor")
 
 
-def check(m: InferMesh, num_devices: int) -> None:
+def check(m: InferMesh, num_devices: int, multi_process: bool = False) -> None:
     for name in ("data", "tensor", "draft_tensor"):
         if getattr(m, name) < 1:
             raise UserError(f"mesh.{name} must be at least 1, got {getattr(m, name)}")
-    if m.size != num_devices:
-        raise UserError(f"mesh.data={m.data} x mesh.tensor={m.tensor} uses {m.size} devices but this run has "
-                        f"{num_devices}; make their product {num_devices}")
+    if m.size > num_devices or (multi_process and m.size != num_devices):
+        raise UserError(f"mesh.data={m.data} x mesh.tensor={m.tensor} needs {m.size} devices but this run has "
+                        f"{num_devices}; make their product {num_devices}" +
+                        (" (a multi-host run uses every device)" if multi_process else " or less"))
     if m.tensor % m.draft_tensor:
         raise UserError(f"mesh.draft_tensor={m.draft_tensor} must divide mesh.tensor={m.tensor}; use one of "
                         f"{_divisors(m.tensor)}")
@@ -78,13 +79,14 @@ def check_split(cfg: ModelConfig, degree: int, who: str, key: str) -> None:
                         f"by {degree}; use {key} in {ok}")
 
 
-def make_mesh(m: InferMesh, devices=None) -> Mesh | None:
-    """The generation mesh over `devices` (default: all, of all processes); None for one device (no sharding)."""
-    devices = list(devices) if devices is not None else jax.devices()
-    check(m, len(devices))
-    if len(devices) == 1:
+def make_mesh(m: InferMesh) -> Mesh | None:
+    """The generation mesh over the first data x tensor devices (all of them in a multi-host run); None for
+    one device (no sharding)."""
+    devices = jax.devices()
+    check(m, len(devices), jax.process_count() > 1)
+    if m.size == 1:
         return None
-    return sharding.make_mesh((m.data, m.tensor // m.draft_tensor, m.draft_tensor), devices, AXES)
+    return sharding.make_mesh((m.data, m.tensor // m.draft_tensor, m.draft_tensor), devices[:m.size], AXES)
 
 
 @functools.cache
@@ -123,3 +125,14 @@ def param_shardings(mesh: Mesh, params: dict, model_rules) -> dict:
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
     """Rows over `data`, the rest replicated (prompts, lengths, flags)."""
     return NamedSharding(mesh, P("data", *([None] * (ndim - 1))))
+
+
+@functools.lru_cache(maxsize=8)
+def _replicate_jit(mesh: Mesh):
+    return jax.jit(lambda tree: tree, out_shardings=NamedSharding(mesh, P()))
+
+
+def gather(tree, mesh: Mesh):
+    """Host numpy copies of global arrays whose rows or columns may lie on other devices and hosts: they are
+    replicated on the mesh first, so every process gets the whole value."""
+    return jax.device_get(_replicate_jit(mesh)(tree))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+
 from pard_jax.dtypes import dtype_of
 from pard_jax.errors import UserError
 from pard_jax.speculative import placement
@@ -30,16 +32,34 @@ class Pipeline:
     config: InferConfig
 
 
+def load(spec: str, dtype, mesh, rules, num_layers: int | None = None, shared_embed=None):
+    """A model's params placed for generation: streamed from disk straight into each device's shard where the
+    checkpoint allows (`weights.stream`), else loaded on the host (then placed by the Generator)."""
+    from pard_jax.weights.sources import load_model
+    from pard_jax.weights.stream import stream_model
+
+    if mesh is not None:
+        sharding_of = placement.sharding_of(mesh, rules)
+    else:
+        one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        sharding_of = lambda path, shape: one  # noqa: E731
+    model = stream_model(spec, dtype, sharding_of, num_layers)
+    if model is None:
+        if shared_embed is not None and mesh is not None:  # a compact draft completes its table on the host
+            shared_embed = placement.gather(shared_embed, mesh)
+        model = load_model(spec, dtype=dtype, num_layers=num_layers, shared_embed=shared_embed)
+    return model
+
+
 def build(c: InferConfig) -> Pipeline:
     """Load target (and draft), check they fit together, and build a Generator."""
-    from pard_jax.weights.sources import load_model
     from pard_jax.weights.tokenizer import check_mask_token, load_tokenizer
 
     sp = validate(c)
     dtype = dtype_of(c.dtype)
     mesh = placement.make_mesh(c.mesh)
     log(f"loading target {c.target} ...")
-    target = load_model(c.target, dtype=dtype)
+    target = load(c.target, dtype, mesh, placement.TARGET_RULES)
     tokenizer = load_tokenizer(target.tokenizer_source)
     eos = eos_ids_of(target.cfg, tokenizer)
     placement.check_split(target.cfg, c.mesh.tensor, "target", "mesh.tensor")
@@ -47,7 +67,7 @@ def build(c: InferConfig) -> Pipeline:
     mask_id = 0
     if c.mode.uses_draft:
         log(f"loading draft {c.draft}" + (f" (first {c.draft_layers} layers)" if c.draft_layers else "") + " ...")
-        draft = load_model(c.draft, dtype=dtype, num_layers=c.draft_layers, shared_embed=target.params["embed"])
+        draft = load(c.draft, dtype, mesh, placement.DRAFT_RULES, c.draft_layers, target.params["embed"])
         placement.check_split(draft.cfg, c.mesh.draft_tensor, "draft", "mesh.draft_tensor")
         real_vocab = len(tokenizer)
         if min(draft.cfg.vocab_size, target.cfg.vocab_size) < real_vocab:

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from pard_jax.config_io import load_config
+from pard_jax.distributed import DistributedSection
 from pard_jax.dtypes import DTYPES
 from pard_jax.errors import UserError
 
@@ -88,17 +89,6 @@ class TrainSection:
 class CheckpointSection:
     every: int = 500  # save every N steps (and at the last step); 0 disables checkpoints
     keep: int = 3  # keep the last N checkpoints
-
-
-@dataclasses.dataclass
-class DistributedSection:
-    """`jax.distributed.initialize()`; leave the fields empty on a TPU pod / SLURM (read from the environment)."""
-
-    enabled: bool = False
-    coordinator_address: str | None = None  # host:port of process 0
-    num_processes: int | None = None
-    process_id: int | None = None
-    local_device_ids: list[int] | None = None
 
 
 @dataclasses.dataclass

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
-from pard_jax import sharding
+from pard_jax import distributed, sharding
 from pard_jax.dtypes import dtype_of
 from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig
@@ -36,16 +36,6 @@ class InitialModel:
     host_params: dict | None  # loaded weights (numpy, full, on the host), or None for a random init
     tokenizer: Any
     tokenizer_source: str
-
-
-def init_distributed(cfg: TrainConfig) -> None:
-    d = cfg.distributed
-    if not d.enabled:
-        return
-    kwargs = {k: v for k, v in dict(coordinator_address=d.coordinator_address, num_processes=d.num_processes,
-                                    process_id=d.process_id, local_device_ids=d.local_device_ids).items()
-              if v is not None}
-    jax.distributed.initialize(**kwargs)
 
 
 def load_initial_model(cfg: TrainConfig) -> InitialModel:
@@ -208,7 +198,7 @@ def run(cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = Tru
     `stop_after` ends this invocation after that many steps as a kill would: without a final checkpoint
     (a later run resumes from the last periodic one). Returns the logged metrics.
     """
-    init_distributed(cfg)
+    distributed.initialize(cfg.distributed)
     s = build_setup(cfg, devices=devices)
     main = jax.process_index() == 0
     os.makedirs(cfg.run_dir, exist_ok=True)

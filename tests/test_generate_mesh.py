@@ -1,0 +1,165 @@
+"""Generation on a device mesh (speculative.placement): `infer/generate.py mesh.data=2 mesh.tensor=3` on 6
+simulated CPU devices decodes the same tokens as one device for ar, sd and pard, batched, greedy and sampling;
+the target's weights are really split (bytes per device); two processes joined with jax.distributed decode
+together; and degrees that do not divide the model are refused in one sentence."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from hf_tiny import make_tiny, make_tiny_tokenizer
+from pard_jax.errors import UserError
+from pard_jax.models.config import ModelConfig
+from pard_jax.speculative import placement
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# 6 heads, 3 KV heads, MLP 96 and a vocabulary of 132 all divide by 3 (and the heads by 2 and 6 too).
+SHAPE = dict(hidden_size=48, intermediate_size=96, num_attention_heads=6, num_key_value_heads=3, vocab_size=132)
+MASK_ID = 130  # past the tokenizer's 120 words: never text
+PROMPTS = ["w5 w6 w7", "w9 " * 11, "w40 w41", "w3 w8 w13 w21 w34 w55"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mesh_models")
+    target, draft = str(root / "target"), str(root / "draft")
+    make_tiny("llama", target, seed=1, num_hidden_layers=2, **SHAPE)
+    make_tiny_tokenizer(120).save_pretrained(target)
+    make_tiny("llama", draft, seed=2, num_hidden_layers=1, **SHAPE)
+    prompts = root / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"data": p}) + "\n" for p in PROMPTS))
+    return dict(target=target, draft=draft, prompts=str(prompts))
+
+
+def common_args(models) -> list[str]:
+    return ["--target", models["target"], "--draft", models["draft"], "--mask-token-id", str(MASK_ID),
+            "--prompts-file", models["prompts"], "--max-new-tokens", "12", "--batch-size", "4", "--json",
+            "--dtype", "float32", "-k", "3"]
+
+
+# Runs in a 6-device process: each (mode, mesh, sampling) through the CLI, and the bytes each device holds.
+SCRIPT = textwrap.dedent("""
+    import contextlib, io, json, sys
+    import jax, numpy as np
+    from pard_jax.cli import generate
+    from pard_jax.speculative import setup
+    from pard_jax.speculative.config import InferConfig
+
+    def tokens(*argv):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert generate.main([*ARGS, *argv]) == 0
+        return [json.loads(line)["token_ids"] for line in out.getvalue().splitlines()]
+
+    meshes = {"one": [], "2x3": ["mesh.data=2", "mesh.tensor=3"],
+              "2x3/draft3": ["mesh.data=2", "mesh.tensor=3", "mesh.draft_tensor=3"]}
+    runs = {}
+    for mode, names in (("ar", ["one", "2x3"]), ("sd", ["one", "2x3/draft3"]), ("pard", list(meshes))):
+        for name in names:
+            runs[f"{mode} {name}"] = tokens("--mode", mode, *meshes[name])
+    for name in ("one", "2x3"):
+        runs[f"pard sampling {name}"] = tokens("--mode", "pard", "--temperature", "1", "--seed", "3", *meshes[name])
+
+    cfg = InferConfig(target=ARGS[1], mode="ar", dtype="float32")
+    cfg.mesh.data, cfg.mesh.tensor = 2, 3
+    params = setup.build(cfg).generator.target_params
+    per_device, sharded_total, replicated_total = {}, 0, 0
+    for leaf in jax.tree.leaves(params):
+        split = not leaf.sharding.is_fully_replicated
+        if split:
+            sharded_total += leaf.nbytes
+        else:
+            replicated_total += leaf.nbytes
+        for shard in leaf.addressable_shards:
+            per_device[shard.device.id] = per_device.get(shard.device.id, 0) + (shard.data.nbytes if split else 0)
+    print("RESULT " + json.dumps(dict(runs=runs, per_device=per_device, sharded_total=sharded_total,
+                                      replicated_total=replicated_total)))
+""")
+
+
+def run_devices(code: str, devices: int, *args, timeout=300) -> dict:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1][len("RESULT "):])
+
+
+def test_mesh_2x3_decodes_what_one_device_decodes(models):
+    res = run_devices(f"ARGS = {common_args(models)!r}\n" + SCRIPT, 6)
+    runs = res["runs"]
+    one = runs["ar one"]
+    assert len(one) == len(PROMPTS) and all(len(t) == 12 for t in one)
+    assert len({tuple(t) for t in one}) == len(PROMPTS)  # the prompts really decode differently
+    for name, toks in runs.items():
+        if "sampling" not in name:
+            assert toks == one, name  # greedy: every mode and mesh gives ar's tokens
+    # Sampling: the keys are replicated and the draws do not depend on the placement.
+    assert runs["pard sampling 2x3"] == runs["pard sampling one"]
+    assert runs["pard sampling one"] != one
+    # The target's head / MLP / vocabulary weights are split three ways: each device holds a third of them.
+    per_device = list(res["per_device"].values())
+    assert len(per_device) == 6 and res["sharded_total"] > 0.9 * (res["sharded_total"] + res["replicated_total"])
+    assert max(per_device) <= 1.1 * res["sharded_total"] / 3
+
+
+MULTI = textwrap.dedent("""
+    import sys
+    from pard_jax.cli import generate
+    sys.exit(generate.main(sys.argv[1:]))
+""")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_decode_together(models, capsys):
+    """Two processes of 3 devices each form one 2x3 mesh; process 0 alone writes the output, which equals a
+    one-device run's."""
+    from pard_jax.cli import generate
+
+    assert generate.main([*common_args(models), "--mode", "pard"]) == 0
+    want = [json.loads(line)["token_ids"] for line in capsys.readouterr().out.splitlines()]
+    port = _free_port()
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=3", JAX_PLATFORMS="cpu")
+    argv = [*common_args(models), "--mode", "pard", "mesh.data=2", "mesh.tensor=3", "distributed.enabled=true",
+            f"distributed.coordinator_address=127.0.0.1:{port}", "distributed.num_processes=2"]
+    procs = [subprocess.Popen([sys.executable, "-c", MULTI, *argv, f"distributed.process_id={i}"], env=env,
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=240)
+            assert p.returncode == 0, err[-4000:]
+            outs.append(out)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    rows = [[json.loads(line)["token_ids"] for line in out.splitlines() if line.startswith("{")] for out in outs]
+    assert rows[0] == want  # (the collectives library may print a line of its own)
+    assert rows[1] == []
+
+
+def test_degrees_that_do_not_divide_are_refused():
+    smol = ModelConfig("LlamaForCausalLM", 49152, 576, 1536, 30, 9, 3, 64)
+    placement.check_split(smol, 3, "target", "mesh.tensor")
+    with pytest.raises(UserError, match=r"its 9 attention heads and 3 KV heads do not divide by 2; "
+                                        r"use mesh.tensor in \[1, 3\]"):
+        placement.check_split(smol, 2, "target", "mesh.tensor")
+    with pytest.raises(UserError, match="needs 8 devices but this run has 1"):
+        placement.check(placement.InferMesh(data=2, tensor=4), 1)
+    with pytest.raises(UserError, match=r"mesh.draft_tensor=2 must divide mesh.tensor=3; use one of \[1, 3\]"):
+        placement.check(placement.InferMesh(data=1, tensor=3, draft_tensor=2), 3)
+    with pytest.raises(UserError, match="a multi-host run uses every device"):
+        placement.check(placement.InferMesh(data=1, tensor=2), 4, multi_process=True)
