@@ -153,7 +153,8 @@ def main(argv=None) -> int:
     p.add_argument("--prefill-tokens", type=int, default=512, help="prompt length of the prefill row (padded as "
                    "generation pads it: a power of two up to 512, then a multiple of 512)")
     p.add_argument("--random-weights", action="store_true", help="the models' shapes with random weights")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "auto"], default="auto",
+                   help="weights and cache (auto: bfloat16 on GPU/TPU, float32 on CPU)")
     p.add_argument("--peak-gbps", type=float, help="the device's peak memory bandwidth, GB/s (default: the table)")
     p.add_argument("--out", help="also write results.json and results.md into this folder")
     args = p.parse_args(argv)
@@ -179,6 +180,7 @@ def bench_calls(args) -> None:
     if args.draft_layers is None and not args.random_weights and args.draft == "smollm2-135m-instruct":
         args.draft_layers = 4
     dtype = dtype_of(args.dtype)
+    args.dtype = jnp.dtype(dtype).name  # "auto" resolved, for the report
     (tc, tp), (dc, dp) = load_models(args, dtype)
     mask_id = next(m for m in (args.mask_token_id, dc.pard_token, 16) if m is not None)
     device = jax.devices()[0]
