@@ -16,6 +16,7 @@ from pard_jax.cli import generate, train
 from pard_jax.config_io import load_config
 from pard_jax.errors import UserError
 from pard_jax.models import shapes
+from pard_jax.speculative import dry_run as infer_dry_run
 from pard_jax.speculative.config import InferConfig, validate
 from pard_jax.training.cod import token_budget
 from pard_jax.training.config import load_train_config
@@ -84,9 +85,9 @@ def test_inference_configs_are_the_published_pairs(path):
     assert draft.vocab_size <= target.vocab_size and draft.architecture == target.architecture
 
 
-def test_inference_mesh_is_one_device_for_now():
-    with pytest.raises(UserError, match="mesh.data=1"):
-        validate(load_config(InferConfig, INFER[0], ["mesh.tensor=2"]))
+def test_inference_mesh_needs_its_devices():
+    with pytest.raises(UserError, match="needs 2 devices but this run has 1"):
+        infer_dry_run.dry_run(load_config(InferConfig, INFER[0], ["mesh.tensor=2"]), prompt_len=64, layers=1)
 
 
 @pytest.mark.parametrize("main, argv", [
@@ -133,6 +134,14 @@ SCRIPT = textwrap.dedent("""
         res["train"][name] = cli(train.main, "--config", path, "--dry-run", *fit, *cut)
     for path in [*sorted(glob.glob(os.path.join(REPO, "configs/infer/*.yaml"))), "default"]:
         name = os.path.basename(path)
+        if name == "pard_llama3.1_8b.yaml":  # on a 2 x 4 mesh too: what one device of it holds
+            one = infer_dry_run.dry_run(load_config(InferConfig, path), prompt_len=64, layers=1, fit=False)
+            r = infer_dry_run.dry_run(load_config(InferConfig, path, ["mesh.data=2", "mesh.tensor=4"]),
+                                      prompt_len=64, layers=1, fit=False)
+            res["infer"][name] = {"rc": 0, "out": infer_dry_run.report(r, layers=1), "err": ""}
+            res["mesh"] = dict(params=[one.param_bytes, r.param_bytes], batch=r.batch,
+                               cache=[list(one.programs.cache_bytes), list(r.programs.cache_bytes)])
+            continue
         if name == "pard_qwen3_8b.yaml":  # through the library, to look inside the result too
             r = infer_dry_run.dry_run(load_config(InferConfig, path, ["batch_size=2"]), prompt_len=64, layers=1,
                                       fit=False)
@@ -169,8 +178,16 @@ def test_dry_run_of_every_shipped_config_on_8_devices():
     assert set(res["infer"]) == {*map(os.path.basename, INFER), "default"}
     for name, r in res["infer"].items():
         assert r["rc"] == 0, (name, r["err"])
-        for line in ("compiled for one cpu device", "KV caches", "temporaries", "peak", "FLOPs"):
+        where = "compiled for 8 cpu devices (mesh data=2 tensor=4 draft_tensor=1)" \
+            if name == "pard_llama3.1_8b.yaml" else "compiled for one cpu device"
+        for line in (where, "KV caches", "temporaries", "peak", "FLOPs"):
             assert line in r["out"], (name, line, r["out"])
+    # On data 2 x tensor 4 each device holds a quarter of the target (heads, MLP and vocabulary split), the
+    # whole draft (mesh.draft_tensor=1), one of the 2 rows the batch is padded to, and a quarter of its KV heads.
+    mesh = res["mesh"]
+    (target_one, draft_one), (target_split, draft_split) = mesh["params"]
+    assert target_one / 4 <= target_split <= 1.01 * target_one / 4 and draft_split == draft_one
+    assert mesh["batch"] == 2 and mesh["cache"][1] == [mesh["cache"][0][0] // 4, mesh["cache"][0][1]]
     assert "  H100 80GB" in res["infer"]["default"]["out"]
 
     split = res["split"]  # what the report calls parameters, optimizer state and batch is what the step takes in

@@ -1,9 +1,10 @@
 """The generation dry run: compile the (start, run) programs of an inference config from the models' shapes alone.
 
 No weights, tokenizer or hub are read: target and draft shapes come from `weights.sources.model_shape` (a
-local config.json or the shape table) and parameters are ShapeDtypeStructs in the config's dtype. Generation
-runs on one device today, so the programs are compiled for one device. They are compiled at the configured
-batch and at twice that; the two memory analyses give the peak bytes as fixed + per-row cost, hence the
+local config.json or the shape table) and parameters are ShapeDtypeStructs in the config's dtype, placed on
+the config's mesh (`speculative.placement`; simulate its devices on a CPU with
+XLA_FLAGS=--xla_force_host_platform_device_count=N). The programs are compiled at the configured batch and
+at twice that; the two memory analyses give the peak bytes per device as fixed + per-row cost, hence the
 largest batch each accelerator holds at this prompt length and `max_new_tokens`.
 """
 
@@ -20,6 +21,7 @@ from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig
 from pard_jax.models.decoder import init_params, unstack_layers
 from pard_jax.program_cost import ProgramMemory, RowFit, fit_table, fmt_bytes, fmt_flops
+from pard_jax.speculative import placement
 from pard_jax.speculative.config import InferConfig, validate
 from pard_jax.speculative.generator import compiled_programs, prompt_bucket, shape_signature
 from pard_jax.speculative.loop import DecodeLoop
@@ -38,8 +40,8 @@ class Programs:
     flops: tuple[float, float]  # XLA's cost analysis of start (prefill) and run (one iteration: a loop body counts once)
 
     @classmethod
-    def compile(cls, loop: DecodeLoop, tp, dp, batch: int, prompt_len: int) -> "Programs":
-        start, run = compiled_programs(loop, batch, prompt_len, shape_signature(tp), shape_signature(dp))
+    def compile(cls, loop: DecodeLoop, tp, dp, batch: int, prompt_len: int, mesh=None) -> "Programs":
+        start, run = compiled_programs(loop, batch, prompt_len, shape_signature(tp), shape_signature(dp), mesh)
         state = start.out_info
         return cls(batch, ProgramMemory.of(start), ProgramMemory.of(run),
                    (program_cost.per_device_bytes(state.target_cache), program_cost.per_device_bytes(state.draft_cache)),
@@ -62,12 +64,17 @@ class InferDryRun:
     fit: RowFit | None  # None: not measured (`fit=False`)
     compile_seconds: float
     fit_compile_seconds: float
+    batch: int  # the configured batch, padded to a multiple of mesh.data
 
 
-def abstract_params(cfg: ModelConfig, dtype) -> dict:
-    """ShapeDtypeStructs of a model's parameters in `dtype`, in the per-layer layout generation uses."""
+def abstract_params(cfg: ModelConfig, dtype, mesh=None, rules=()) -> dict:
+    """ShapeDtypeStructs of a model's parameters in `dtype`, in the per-layer layout generation uses, placed on
+    `mesh` by `rules` (or on one device)."""
     tree = jax.eval_shape(lambda: unstack_layers(init_params(cfg, jax.random.key(0))))
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, dtype), tree)
+    if mesh is None:
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, dtype), tree)
+    shardings = placement.param_shardings(mesh, tree, rules)
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, dtype, sharding=s), tree, shardings)
 
 
 def decode_loop(c: InferConfig, layers: int | None = None) -> DecodeLoop:
@@ -82,6 +89,9 @@ def decode_loop(c: InferConfig, layers: int | None = None) -> DecodeLoop:
         draft = draft and draft.truncated(min(layers, draft.num_layers))
     # The mask id is a constant inside the program; any id compiles to the same shapes and bytes.
     mask_id = next((m for m in (c.mask_token_id, draft and draft.pard_token) if m is not None), 0)
+    placement.check_split(target, c.mesh.tensor, "target", "mesh.tensor")
+    if draft is not None:
+        placement.check_split(draft, c.mesh.draft_tensor, "draft", "mesh.draft_tensor")
     return DecodeLoop(target, mode=c.mode, k=c.k if c.mode.uses_draft else 0, draft_cfg=draft, mask_id=mask_id,
                       sampling=sp, max_new_tokens=c.max_new_tokens, eos_ids=target.eos_token_ids,
                       dtype=dtype_of(c.dtype), prefill_chunk=c.prefill_chunk)
@@ -93,7 +103,10 @@ def dry_run(c: InferConfig, *, prompt_len: int = DEFAULT_PROMPT_LEN, layers: int
     them. `fit` compiles them again at twice the batch to measure the cost of a row."""
     if prompt_len < 1:
         raise UserError(f"--prompt-len must be at least 1, got {prompt_len}")
+    mesh = placement.make_mesh(c.mesh)
     loop = decode_loop(c, layers)
+    if mesh is not None:
+        loop = placement.on_mesh(loop)
     context = c.max_cache_len or loop.target_cfg.max_position_embeddings
     if prompt_len + c.max_new_tokens > context:
         raise UserError(f"a prompt of {prompt_len} tokens plus {c.max_new_tokens} new tokens needs "
@@ -102,19 +115,20 @@ def dry_run(c: InferConfig, *, prompt_len: int = DEFAULT_PROMPT_LEN, layers: int
     prompt_len = prompt_bucket(prompt_len, c.prefill_chunk)  # what generation pads such a prompt to
     capacity = loop.capacity(prompt_len)
     dtype = dtype_of(c.dtype)
-    tp = abstract_params(loop.target_cfg, dtype)
-    dp = abstract_params(loop.draft_cfg, dtype) if loop.draft_cfg is not None else None
-    B = c.batch_size
+    tp = abstract_params(loop.target_cfg, dtype, mesh, placement.TARGET_RULES)
+    dp = abstract_params(loop.draft_cfg, dtype, mesh, placement.DRAFT_RULES) if loop.draft_cfg is not None else None
+    rows = c.mesh.data  # batch rows per device: B / rows
+    B = -(-c.batch_size // rows) * rows  # as generation pads a batch
     t0 = time.perf_counter()
-    programs = Programs.compile(loop, tp, dp, B, prompt_len)
+    programs = Programs.compile(loop, tp, dp, B, prompt_len, mesh)
     t1 = time.perf_counter()
-    twice = Programs.compile(loop, tp, dp, 2 * B, prompt_len) if fit else None
+    twice = Programs.compile(loop, tp, dp, 2 * B, prompt_len, mesh) if fit else None
     t2 = time.perf_counter()
     return InferDryRun(
         cfg=c, loop=loop, prompt_len=prompt_len, capacity=capacity, platform=jax.devices()[0].platform,
         param_bytes=(program_cost.per_device_bytes(tp), program_cost.per_device_bytes(dp)), programs=programs,
-        fit=RowFit.from_two(B, programs.peak, 2 * B, twice.peak) if fit else None,
-        compile_seconds=t1 - t0, fit_compile_seconds=t2 - t1)
+        fit=RowFit.from_two(B // rows, programs.peak, 2 * B // rows, twice.peak) if fit else None,
+        compile_seconds=t1 - t0, fit_compile_seconds=t2 - t1, batch=B)
 
 
 def _describe(name: str, cfg: ModelConfig) -> str:
@@ -125,20 +139,22 @@ def report(r: InferDryRun, layers: int | None = None) -> str:
     """The dry run as text for a person: programs, memory on the device, FLOPs, and the batch that fits."""
     c, loop, p = r.cfg, r.loop, r.programs
     cut = f" (first {layers} layers: --dry-run-layers)" if layers is not None else ""
+    m = c.mesh
+    where = f"one {r.platform} device" if m.size == 1 else \
+        f"{m.size} {r.platform} devices (mesh data={m.data} tensor={m.tensor} draft_tensor={m.draft_tensor})"
     lines = [
-        f"generation dry run: nothing loaded (no weights or tokenizer); compiled for one {r.platform} device "
-        "(generation runs on one device today)",
+        f"generation dry run: nothing loaded (no weights or tokenizer); compiled for {where}",
         f"target      {_describe(c.target, loop.target_cfg)}{cut}",
     ]
     if loop.draft_cfg is not None:
         lines.append(f"draft       {_describe(c.draft, loop.draft_cfg)}{cut}")
     lines += [
         f"decoding    mode {c.mode}" + (f", k={c.k}" if c.mode.uses_draft else "") + f", {c.dtype}, batch "
-        f"{c.batch_size}, prompts of {r.prompt_len} tokens + {c.max_new_tokens} new: {r.capacity} cache "
+        f"{r.batch}, prompts of {r.prompt_len} tokens + {c.max_new_tokens} new: {r.capacity} cache "
         "entries per row",
         f"compiled    start and run in {r.compile_seconds:.1f} s"
         + (f" (and at twice the batch in {r.fit_compile_seconds:.1f} s, for the fit below)" if r.fit else ""),
-        "on the device (parameters and KV caches: their sizes; the rest: the compiled programs' memory analysis)",
+        "per device (parameters and KV caches: their shards; the rest: the compiled programs' memory analysis)",
         f"  parameters        {fmt_bytes(sum(r.param_bytes)):>11}   (target {fmt_bytes(r.param_bytes[0])}, draft "
         f"{fmt_bytes(r.param_bytes[1])})",
         f"  KV caches         {fmt_bytes(sum(p.cache_bytes)):>11}   (target {fmt_bytes(p.cache_bytes[0])}, draft "
@@ -151,7 +167,7 @@ def report(r: InferDryRun, layers: int | None = None) -> str:
         "batch; XLA's cost analysis of the compiled programs)",
     ]
     if r.fit is not None:
-        lines += fit_table(r.fit, c.batch_size, ways=1,
+        lines += fit_table(r.fit, r.batch // m.data, ways=m.data,
                            unit=f"rows (prompts of {r.prompt_len} tokens, {c.max_new_tokens} new tokens)")
     if r.platform == "cpu":
         lines.append(program_cost.CPU_NOTE)

@@ -176,8 +176,7 @@ class Generator:
         if self.draft_params is not None:
             self.draft_params = self._place(self.draft_params, placement.DRAFT_RULES)
         if self.mesh is not None:
-            self.loop = dataclasses.replace(self.loop, target_rules=placement.TARGET_RULES,
-                                            draft_rules=placement.DRAFT_RULES)
+            self.loop = placement.on_mesh(self.loop)
 
     def _place(self, params, rules):
         params = unstack_layers(params)

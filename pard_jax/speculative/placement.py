@@ -136,3 +136,8 @@ def gather(tree, mesh: Mesh):
     """Host numpy copies of global arrays whose rows or columns may lie on other devices and hosts: they are
     replicated on the mesh first, so every process gets the whole value."""
     return jax.device_get(_replicate_jit(mesh)(tree))
+
+
+def on_mesh(loop):
+    """A DecodeLoop whose programs constrain each model's activations and caches by its rules."""
+    return dataclasses.replace(loop, target_rules=TARGET_RULES, draft_rules=DRAFT_RULES)
