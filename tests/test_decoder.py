@@ -51,6 +51,28 @@ def test_cached_calls_equal_one_uncached_pass(cfg):
                                rtol=1e-4)
 
 
+def test_attention_over_live_blocks_equals_the_whole_cache(monkeypatch):
+    """A cache read block by block up to the newest position (long caches) gives the logits of the masked
+    product over all of it: rows at different positions, a capacity that is not a multiple of the block (the
+    last block overlaps the one before), stale entries past each row's position."""
+    cfg = CFGS[1]
+    params = decoder.unstack_layers(tiny_params(cfg, seed=6, scale=3.0))
+    tokens = jax.random.randint(jax.random.key(7), (2, 101), 0, cfg.vocab_size)
+    junk = jax.random.randint(jax.random.key(8), (2, 104), 0, cfg.vocab_size)
+
+    def logits():  # capacity 104, blocks of 32: the 4th block starts at 72, overlapping the 3rd
+        cache = init_cache(cfg, 2, 104)
+        _, cache = decoder.forward_cached(params, cfg, junk, cache, jnp.array([0, 0]))  # stale everywhere
+        cache = decoder.prefill(params, cfg, tokens[:, :96], cache)
+        return decoder.forward_cached(params, cfg, tokens[:, 96:], cache, jnp.array([96, 37]))[0]
+
+    whole = logits()
+    monkeypatch.setattr(decoder, "LIVE_BLOCK", 32)
+    monkeypatch.setattr(decoder, "LIVE_BLOCKS_OVER", 64)
+    blocks = logits()
+    np.testing.assert_allclose(np.asarray(blocks), np.asarray(whole), atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("length", [5, 8, 24])
 def test_chunked_prefill_equals_one_shot_prefill(length):
     """A prompt written 8 tokens at a time (one compiled chunk, attending to the cache so far) leaves the same

@@ -22,6 +22,11 @@ from pard_jax.models.config import ModelConfig
 
 Dtype = Any
 _init = nn.initializers.normal(stddev=0.02)
+# Attention over a cache of more than LIVE_BLOCKS_OVER positions reads it LIVE_BLOCK positions at a time, only
+# the blocks up to the newest position in the batch (cost follows the live context, not the capacity). Shorter
+# caches are read whole in one masked product, which is faster than a loop at these sizes on CPU.
+LIVE_BLOCK = 512
+LIVE_BLOCKS_OVER = 2048
 
 
 def _kernel(axes):
@@ -109,14 +114,52 @@ class Attention(nn.Module):
         if cache is not None:
             cache = write(cache, k, v, positions[:, 0])
             k, v = cache.k.astype(self.dtype), cache.v.astype(self.dtype)
-            mask = masks.cache_mask(positions, cache.capacity)
-        scores = jnp.einsum("bkgtd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32)
-        scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-        out = jnp.einsum("bkgts,bksd->bkgtd", probs, v)
-        out = out.transpose(0, 3, 1, 2, 4).reshape(B, T, H * Dh)
+            if cache.capacity > LIVE_BLOCKS_OVER:
+                out = live_attention(qg, k, v, positions, LIVE_BLOCK)
+            else:
+                out = attend(qg, k, v, masks.cache_mask(positions, cache.capacity))
+        else:
+            out = attend(qg, k, v, mask)
+        out = out.astype(self.dtype).transpose(0, 3, 1, 2, 4).reshape(B, T, H * Dh)
         out = _dense(cfg.hidden_size, ("q_heads", "embed"), cfg.o_bias, self.dtype, "o_proj")(out)
         return out, cache
+
+
+def attend(qg, k, v, mask):
+    """Scaled queries qg [B, Hkv, G, T, Dh] over keys/values [B, Hkv, S, Dh] where mask [B, T, S] allows."""
+    scores = jnp.einsum("bkgtd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32)
+    scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    return jnp.einsum("bkgts,bksd->bkgtd", probs, v)
+
+
+def live_attention(qg, k, v, positions, block: int):
+    """`attend` over a cache, reading only its blocks of `block` positions up to the newest query position of
+    the batch: a running (max, sum, weighted values) softmax over blocks, as in flash decoding. Equal to the
+    masked product over the whole cache, at a cost that follows the live context."""
+    S = k.shape[2]
+    low = jnp.finfo(jnp.float32).min
+
+    def one_block(i, carry):
+        m, total, acc = carry
+        begin = jnp.minimum(i * block, S - block)  # the last block may overlap the one before it,
+        kb = jax.lax.dynamic_slice_in_dim(k, begin, block, axis=2)
+        vb = jax.lax.dynamic_slice_in_dim(v, begin, block, axis=2)
+        key_pos = (begin + jnp.arange(block))[None, None, :]
+        mask = (key_pos >= i * block) & (key_pos <= positions[:, :, None])  # ...so each key counts once
+        scores = jnp.einsum("bkgtd,bksd->bkgts", qg, kb, preferred_element_type=jnp.float32)
+        scores = jnp.where(mask[:, None, None], scores, low)
+        new_m = jnp.maximum(m, scores.max(axis=-1))
+        scale = jnp.exp(m - new_m)
+        p = jnp.exp(scores - new_m[..., None])
+        pv = jnp.einsum("bkgts,bksd->bkgtd", p.astype(v.dtype), vb, preferred_element_type=jnp.float32)
+        return new_m, total * scale + p.sum(axis=-1), acc * scale[..., None] + pv
+
+    shape = qg.shape[:-1]
+    init = (jnp.full(shape, low, jnp.float32), jnp.zeros(shape, jnp.float32), jnp.zeros(qg.shape, jnp.float32))
+    live = jnp.max(positions) // block + 1
+    _, total, acc = jax.lax.fori_loop(0, live, one_block, init)
+    return acc / total[..., None]
 
 
 class MLP(nn.Module):
