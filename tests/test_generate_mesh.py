@@ -6,8 +6,6 @@ together; and degrees that do not divide the model are refused in one sentence."
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -15,11 +13,11 @@ import textwrap
 import pytest
 
 from hf_tiny import make_tiny, make_tiny_tokenizer
+from processes import REPO, device_env, result_of, run_joined
 from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig
 from pard_jax.speculative import placement
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 6 heads, 3 KV heads, MLP 96 and a vocabulary of 132 all divide by 3 (and the heads by 2 and 6 too).
 SHAPE = dict(hidden_size=48, intermediate_size=96, num_attention_heads=6, num_key_value_heads=3, vocab_size=132)
 MASK_ID = 130  # past the tokenizer's 120 words: never text
@@ -84,16 +82,11 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def run_devices(code: str, devices: int, *args, timeout=300) -> dict:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1][len("RESULT "):])
-
-
 def test_mesh_2x3_decodes_what_one_device_decodes(models):
-    res = run_devices(f"ARGS = {common_args(models)!r}\n" + SCRIPT, 6)
+    proc = subprocess.run([sys.executable, "-c", f"ARGS = {common_args(models)!r}\n" + SCRIPT], env=device_env(6),
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = result_of(proc.stdout)
     runs = res["runs"]
     one = runs["ar one"]
     assert len(one) == len(PROMPTS) and all(len(t) == 12 for t in one)
@@ -117,12 +110,6 @@ MULTI = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_decode_together(models, capsys):
     """Two processes of 3 devices each form one 2x3 mesh; process 0 alone writes the output, which equals a
     one-device run's."""
@@ -130,22 +117,7 @@ def test_two_processes_decode_together(models, capsys):
 
     assert generate.main([*common_args(models), "--mode", "pard"]) == 0
     want = [json.loads(line)["token_ids"] for line in capsys.readouterr().out.splitlines()]
-    port = _free_port()
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=3", JAX_PLATFORMS="cpu")
-    argv = [*common_args(models), "--mode", "pard", "mesh.data=2", "mesh.tensor=3", "distributed.enabled=true",
-            f"distributed.coordinator_address=127.0.0.1:{port}", "distributed.num_processes=2"]
-    procs = [subprocess.Popen([sys.executable, "-c", MULTI, *argv, f"distributed.process_id={i}"], env=env,
-                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
-    outs = []
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=240)
-            assert p.returncode == 0, err[-4000:]
-            outs.append(out)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    outs = run_joined(MULTI, [*common_args(models), "--mode", "pard", "mesh.data=2", "mesh.tensor=3"], devices=3)
     rows = [[json.loads(line)["token_ids"] for line in out.splitlines() if line.startswith("{")] for out in outs]
     assert rows[0] == want  # (the collectives library may print a line of its own)
     assert rows[1] == []
