@@ -203,8 +203,8 @@ class Generator:
 
     def _shape(self, batch: Sequence[Sequence[int]]) -> tuple[int, int]:
         """(batch bucket, prompt bucket) of one batch, checked against the cache memory budget."""
-        rows = self.mesh.shape["data"] if self.mesh is not None else 1
-        B = -(-min(bucket(len(batch)), self.batch_size) // rows) * rows
+        B = placement.padded_batch(min(bucket(len(batch)), self.batch_size),
+                                   self.mesh.shape["data"] if self.mesh is not None else 1)
         P = prompt_bucket(max(len(p) for p in batch), self.loop.prefill_chunk)
         gb = B * self.loop.capacity(P) * cache_bytes_per_entry(self.loop) / 2**30
         if gb > self.cache_memory_gb:

@@ -122,6 +122,11 @@ def param_shardings(mesh: Mesh, params: dict, model_rules) -> dict:
     return traverse_util.unflatten_dict({k: of(k, v.shape) for k, v in flat.items()}, sep="/")
 
 
+def padded_batch(rows: int, data: int) -> int:
+    """A batch of `rows` padded to a multiple of the mesh's `data` size (each device gets whole rows)."""
+    return -(-rows // data) * data
+
+
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
     """Rows over `data`, the rest replicated (prompts, lengths, flags)."""
     return NamedSharding(mesh, P("data", *([None] * (ndim - 1))))
