@@ -47,6 +47,7 @@ SCRIPT = textwrap.dedent("""
     import contextlib, io, json, sys
     import jax, numpy as np
     from pard_jax.cli import generate
+    from pard_jax.errors import UserError
     from pard_jax.speculative import setup
     from pard_jax.speculative.config import InferConfig
 
@@ -77,8 +78,17 @@ SCRIPT = textwrap.dedent("""
             replicated_total += leaf.nbytes
         for shard in leaf.addressable_shards:
             per_device[shard.device.id] = per_device.get(shard.device.id, 0) + (shard.data.nbytes if split else 0)
+
+    # A degree that does not divide the target is refused before any weight is read.
+    cfg.mesh.data, cfg.mesh.tensor = 1, 2
+    setup.load = lambda *a, **k: sys.exit("read weights before refusing mesh.tensor=2")
+    try:
+        setup.build(cfg)
+        refused = None
+    except UserError as e:
+        refused = str(e)
     print("RESULT " + json.dumps(dict(runs=runs, per_device=per_device, sharded_total=sharded_total,
-                                      replicated_total=replicated_total)))
+                                      replicated_total=replicated_total, refused=refused)))
 """)
 
 
@@ -101,6 +111,7 @@ def test_mesh_2x3_decodes_what_one_device_decodes(models):
     per_device = list(res["per_device"].values())
     assert len(per_device) == 6 and res["sharded_total"] > 0.9 * (res["sharded_total"] + res["replicated_total"])
     assert max(per_device) <= 1.1 * res["sharded_total"] / 3
+    assert "its 3 KV heads do not divide by 2; use mesh.tensor in [1, 3]" in res["refused"]
 
 
 MULTI = textwrap.dedent("""

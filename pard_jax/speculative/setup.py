@@ -51,6 +51,20 @@ def load(spec: str, dtype, mesh, rules, num_layers: int | None = None, shared_em
     return model
 
 
+def check_split_early(spec: str, num_layers: int | None, degree: int, who: str, key: str) -> None:
+    """Refuse a tensor degree that cannot split the model before any weight is read, where its shape is known
+    without loading (`sources.model_shape`); otherwise `build` checks it after loading."""
+    from pard_jax.weights.sources import model_shape
+
+    if degree == 1:
+        return
+    try:
+        cfg = model_shape(spec, num_layers)
+    except UserError:
+        return
+    placement.check_split(cfg, degree, who, key)
+
+
 def build(c: InferConfig) -> Pipeline:
     """Load target (and draft), check they fit together, and build a Generator."""
     from pard_jax.weights.tokenizer import check_mask_token, load_tokenizer
@@ -58,6 +72,9 @@ def build(c: InferConfig) -> Pipeline:
     sp = validate(c)
     dtype = dtype_of(c.dtype)
     mesh = placement.make_mesh(c.mesh)
+    check_split_early(c.target, None, c.mesh.tensor, "target", "mesh.tensor")
+    if c.mode.uses_draft:
+        check_split_early(c.draft, c.draft_layers, c.mesh.draft_tensor, "draft", "mesh.draft_tensor")
     log(f"loading target {c.target} ...")
     target = load(c.target, dtype, mesh, placement.TARGET_RULES)
     tokenizer = load_tokenizer(target.tokenizer_source)
