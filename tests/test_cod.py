@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pard_jax.models import masks
 from pard_jax.models.config import ModelConfig
 from pard_jax.models.decoder import forward, init_params
 from pard_jax.training import cod, packing
@@ -180,15 +181,16 @@ def _tiny_examples(lengths, seed):
     return out
 
 
-@pytest.mark.parametrize("k,r,r_min,lengths", [
-    (4, 0.7, 0.2, (23, 9, 16)),
-    (8, 0.7, 0.2, (30, 12)),
-    (3, 0.5, 0.5, (40,)),
-    (6, 0.9, 0.1, (17, 25)),
-    (2, 1.0, 1.0, (21, 8)),
-    (1, 0.7, 0.2, (19, 6)),
+# query_block: attention over the packed row in blocks of that many queries (None: one [T, T] product).
+@pytest.mark.parametrize("k,r,r_min,lengths,query_block", [
+    (4, 0.7, 0.2, (23, 9, 16), 8),
+    (8, 0.7, 0.2, (30, 12), None),
+    (3, 0.5, 0.5, (40,), 5),
+    (6, 0.9, 0.1, (17, 25), 16),
+    (2, 1.0, 1.0, (21, 8), 8),
+    (1, 0.7, 0.2, (19, 6), None),
 ])
-def test_packed_cod_loss_equals_explicit_full_mask_loss(k, r, r_min, lengths, params):
+def test_packed_cod_loss_equals_explicit_full_mask_loss(k, r, r_min, lengths, query_block, params):
     rng = np.random.default_rng(sum(lengths) + k)
     examples = _tiny_examples(lengths, k)
     kept = [cod.sample_kept(len(ids), k, r, r_min, rng) for ids, _ in examples]
@@ -196,7 +198,11 @@ def test_packed_cod_loss_equals_explicit_full_mask_loss(k, r, r_min, lengths, pa
     row_length = sum(e["tokens"].size for e in cod_examples) + 5  # one row, with padding
     (row,) = packing.pack(cod_examples, row_length)
     batch = {name: jnp.asarray(v)[None] for name, v in row.items()}
-    loss_sum, stats = jax.jit(lambda p, b: train_step.loss_sums(p, TINY, b, k))(params, batch)
+    # No token of a packed row sees a later one (what attention in query blocks relies on).
+    mask = np.asarray(masks.pard_attention_mask(batch["segments"], batch["blocks"], batch["anchors"],
+                                                batch["positions"]))[0]
+    assert not np.triu(mask, 1).any()
+    loss_sum, stats = jax.jit(lambda p, b: train_step.loss_sums(p, TINY, b, k, query_block=query_block))(params, batch)
 
     want_loss, want_hits, want_counts = 0.0, np.zeros(k), np.zeros(k)
     for (ids, tg), ex_kept in zip(examples, kept):

@@ -73,6 +73,25 @@ def test_attention_over_live_blocks_equals_the_whole_cache(monkeypatch):
     np.testing.assert_allclose(np.asarray(blocks), np.asarray(whole), atol=1e-4, rtol=1e-4)
 
 
+def test_attention_in_query_blocks_equals_the_whole_product():
+    """Under a mask where no token sees a later one, attention in query blocks (each over the keys up to its
+    block's end, the last block partial) equals the one [T, T] product wherever a query sees some key; under
+    a mask that looks ahead it does not (so the test can fail)."""
+    r = np.random.default_rng(3)
+    qg, k, v = (jnp.asarray(r.standard_normal(s), jnp.float32) for s in
+                [(2, 3, 2, 21, 8), (2, 3, 21, 8), (2, 3, 21, 8)])
+    lower = np.tril(r.random((2, 21, 21)) < 0.5) | np.eye(21, dtype=bool)
+    lower[1, 17:] = False  # padding queries: see nothing
+    whole = np.asarray(decoder.attend(qg, k, v, jnp.asarray(lower)))
+    blocks = np.asarray(decoder.attend_lower_triangular(qg, k, v, jnp.asarray(lower), 4))
+    np.testing.assert_allclose(blocks[:, :, :, :17], whole[:, :, :, :17], atol=1e-6)
+    np.testing.assert_allclose(blocks[0], whole[0], atol=1e-6)
+    ahead = lower.copy()
+    ahead[0, 2, 9] = True
+    assert not np.allclose(np.asarray(decoder.attend_lower_triangular(qg, k, v, jnp.asarray(ahead), 4)),
+                           np.asarray(decoder.attend(qg, k, v, jnp.asarray(ahead))), atol=1e-3)
+
+
 @pytest.mark.parametrize("length", [5, 8, 24])
 def test_chunked_prefill_equals_one_shot_prefill(length):
     """A prompt written 8 tokens at a time (one compiled chunk, attending to the cache so far) leaves the same
