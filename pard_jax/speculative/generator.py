@@ -150,7 +150,8 @@ def cache_bytes_per_entry(loop: DecodeLoop) -> int:
 class Generator:
     """Generates for batches of prompts with one DecodeLoop; parameters are placed on the device once.
 
-    `max_cache_len` bounds prompt + new tokens (the context); `cache_memory_gb` bounds one batch's KV cache.
+    `max_cache_len` bounds prompt + new tokens (the context; default: the target's own, its
+    max_position_embeddings); `cache_memory_gb` bounds one batch's KV cache.
     Prompts are padded to `prompt_bucket`s and prefilled `loop.prefill_chunk` tokens at a time; with
     batch_size > 1 they are batched in order of length, so long prompts do not pad short ones.
 
@@ -163,7 +164,7 @@ class Generator:
     target_params: dict
     draft_params: dict | None = None
     batch_size: int = 1
-    max_cache_len: int = 4096
+    max_cache_len: int | None = None
     cache_memory_gb: float = 8.0
     chunk_iterations: int = 0  # iterations between host reads; 0 = run each batch to the end in one call
     mesh: Mesh | None = None
@@ -171,6 +172,8 @@ class Generator:
     programs_compiled: int = 0
 
     def __post_init__(self):
+        if self.max_cache_len is None:
+            self.max_cache_len = self.loop.target_cfg.max_position_embeddings
         # Decoding reads each layer's weights from a buffer of its own (see models.decoder.Decoder).
         self.target_params = self._place(self.target_params, placement.TARGET_RULES)
         if self.draft_params is not None:

@@ -100,6 +100,6 @@ def build(c: InferConfig) -> Pipeline:
                       draft_cfg=draft.cfg if draft else None, mask_id=mask_id, sampling=sp,
                       max_new_tokens=c.max_new_tokens, eos_ids=eos, dtype=dtype, prefill_chunk=c.prefill_chunk)
     gen = Generator(loop, target.params, draft.params if draft else None, batch_size=c.batch_size,
-                    max_cache_len=c.max_cache_len or target.cfg.max_position_embeddings,
+                    max_cache_len=c.max_cache_len,
                     cache_memory_gb=c.cache_memory_gb, mesh=mesh)
     return Pipeline(gen, tokenizer, c)
