@@ -26,7 +26,7 @@ from pard_jax.models.decoder import forward
 # position order: `training.cod.kept_tokens`), so attention runs QUERY_BLOCK queries at a time over the keys
 # up to each block's end. On 2 CPU cores, 4 x 1024-token rows of the 4-layer SmolLM2 draft, the two run
 # alternately in one process: 10.4 s per step (median) with whole [T, T] scores, 7.1 s in 256-query blocks;
-# blocks of 128 or 512 queries were slower than 256.
+# blocks of 128 or 512 queries were no faster than 256 (measured alone, noisier).
 QUERY_BLOCK = 256
 
 
