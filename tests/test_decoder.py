@@ -66,9 +66,9 @@ def test_attention_over_live_blocks_equals_the_whole_cache(monkeypatch):
         cache = decoder.prefill(params, cfg, tokens[:, :96], cache)
         return decoder.forward_cached(params, cfg, tokens[:, 96:], cache, jnp.array([96, 37]))[0]
 
+    monkeypatch.setattr(decoder, "live_block", lambda capacity: None)
     whole = logits()
-    monkeypatch.setattr(decoder, "LIVE_BLOCK", 32)
-    monkeypatch.setattr(decoder, "LIVE_BLOCKS_OVER", 64)
+    monkeypatch.setattr(decoder, "live_block", lambda capacity: 32)
     blocks = logits()
     np.testing.assert_allclose(np.asarray(blocks), np.asarray(whole), atol=1e-4, rtol=1e-4)
 
