@@ -11,6 +11,7 @@ import pytest
 
 from pard_jax.distill import filters, shards, vocab
 from pard_jax.distill.run import DistillRun
+from pard_jax.errors import UserError
 from pard_jax.training.records import encode_record, read_records
 
 
@@ -87,6 +88,10 @@ def test_answers_resume_after_a_stop(tmp_path, monkeypatch):
     gen = _FakeGenerator()
     run.answer(gen, _FakeTokenizer(), rows[:4], shard_size=2, progress=lambda *a: None)  # "stopped" after 2 shards
     first = (tmp_path / "shard-00000.npz").read_bytes()
+    # Training refuses the folder while it is incomplete, but takes its finished shards when listed.
+    with pytest.raises(UserError, match="answers 4 of its 5 prompts: it is still being made"):
+        read_records([str(tmp_path)])
+    assert len(read_records([str(tmp_path / "shard-00000.npz"), str(tmp_path / "shard-00001.npz")])) == 4
     gen2 = _FakeGenerator()
     run.answer(gen2, _FakeTokenizer(), rows, shard_size=2, progress=lambda *a: None)
     assert gen2.calls == 1  # only the missing third shard
@@ -94,3 +99,4 @@ def test_answers_resume_after_a_stop(tmp_path, monkeypatch):
     manifest = run.write_manifest(recipe={"seed": 0})
     assert manifest["total_prompts"] == 5 and manifest["total_answer_tokens"] == 10
     assert json.loads((tmp_path / "manifest.json").read_text())["shards"]["shard-00002.npz"]["prompts"] == 1
+    assert len(read_records([str(tmp_path)])) == 5

@@ -87,3 +87,9 @@ def shard_summary(path: Path) -> dict:
     with np.load(path) as z:
         return {"prompts": int(len(z["prompt_offsets"]) - 1), "answer_tokens": int(z["response_offsets"][-1]),
                 "sha256": sha256(path)}
+
+
+def shard_prompts(path: str | os.PathLike) -> int:
+    """How many prompts a shard answers."""
+    with np.load(path) as z:
+        return int(len(z["prompt_offsets"]) - 1)

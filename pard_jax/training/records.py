@@ -34,6 +34,23 @@ def _normalize(obj: Any, where: str) -> dict:
     raise UserError(f"{where}: a record must hold 'conversation', 'prompt'+'response' or 'text'")
 
 
+def _check_complete(folder: str, shard_files: list[str]) -> None:
+    """Refuse a distillation folder whose answers are still being written: a run that trained on it now and
+    resumed later would see other data."""
+    prompts = os.path.join(folder, "prompts.jsonl")
+    if not os.path.isfile(prompts):
+        return
+    from pard_jax.distill.shards import shard_prompts
+
+    with open(prompts, encoding="utf-8") as f:
+        want = sum(1 for line in f if line.strip())
+    have = sum(shard_prompts(path) for path in shard_files)
+    if have < want:
+        raise UserError(f"the data folder {folder!r} answers {have} of its {want} prompts: it is still being made; "
+                        "let make_distill_data.py finish it (the same command continues), or list its finished "
+                        "shard-*.npz files in data.paths instead of the folder")
+
+
 def read_records(paths: Iterable[str]) -> list[dict]:
     """All records of the data files, in file order.
 
@@ -50,6 +67,7 @@ def read_records(paths: Iterable[str]) -> list[dict]:
             shard_files = sorted(glob.glob(os.path.join(path, "shard-*.npz")))
             if not shard_files:
                 raise UserError(f"the data folder {path!r} holds no shard-*.npz files; fix data.paths")
+            _check_complete(path, shard_files)
             files += shard_files
         else:
             files.append(path)
