@@ -34,8 +34,9 @@ def live_block(capacity: int) -> int | None:
     mid / end: 74.3 -> 70.4, 67.1 -> 67.0; batch 64 of 1 token in a 320-position cache: ~420 -> ~300; a prefill
     of 16 x 64 tokens 1877 -> 1460. In a 4224-position cache 512-position blocks win for 1 token mid-cache
     (192 -> 81) but lose for 5 tokens at the end (132 -> 171), so caches between 1024 and 2048 stay whole.
+    Caches under 256 positions stay whole too: a few blocks save little, and each layer's loop adds compile time.
     """
-    if capacity <= 1024:
+    if 256 <= capacity <= 1024:
         return 64
     return 512 if capacity > 2048 else None
 
