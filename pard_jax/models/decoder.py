@@ -128,7 +128,7 @@ class Attention(nn.Module):
             cache = write(cache, k, v, positions[:, 0])
             k, v = cache.k.astype(self.dtype), cache.v.astype(self.dtype)
             block = live_block(cache.capacity)
-            if block is not None and cache.capacity >= block:
+            if block is not None:
                 out = live_attention(qg, k, v, positions, block)
             else:
                 out = attend(qg, k, v, masks.cache_mask(positions, cache.capacity))
