@@ -112,6 +112,22 @@ def test_greedy_equality_property(seed, lengths, mode):
     assert got == expected
 
 
+def test_the_context_defaults_to_the_targets_own():
+    """Without max_cache_len a prompt may fill the target's max_position_embeddings, and no more, before any
+    program is compiled; max_cache_len lowers that bound."""
+    import dataclasses
+
+    from pard_jax.errors import UserError
+
+    cfg = dataclasses.replace(CFG, max_position_embeddings=40)
+    loop = DecodeLoop(cfg, max_new_tokens=8)
+    Generator(loop, TARGET).check_prompt(32)
+    with pytest.raises(UserError, match="needs 41 positions but the context is 40"):
+        Generator(loop, TARGET).generate([list(range(1, 34))])
+    with pytest.raises(UserError, match="needs 32 positions but the context is 30"):
+        Generator(loop, TARGET, max_cache_len=30).check_prompt(24)
+
+
 def test_prompt_buckets_are_powers_of_two_up_to_a_chunk_then_whole_chunks():
     from pard_jax.speculative.generator import prompt_bucket
 

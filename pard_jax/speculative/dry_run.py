@@ -107,11 +107,7 @@ def dry_run(c: InferConfig, *, prompt_len: int = DEFAULT_PROMPT_LEN, layers: int
     loop = decode_loop(c, layers)
     if mesh is not None:
         loop = placement.on_mesh(loop)
-    context = c.max_cache_len or loop.target_cfg.max_position_embeddings
-    if prompt_len + c.max_new_tokens > context:
-        raise UserError(f"a prompt of {prompt_len} tokens plus {c.max_new_tokens} new tokens needs "
-                        f"{prompt_len + c.max_new_tokens} positions but the context is {context}; lower "
-                        "--prompt-len or --max-new-tokens, or raise max_cache_len in the config")
+    loop.check_context(prompt_len, c.max_cache_len)
     prompt_len = prompt_bucket(prompt_len, c.prefill_chunk)  # what generation pads such a prompt to
     capacity = loop.capacity(prompt_len)
     dtype = dtype_of(c.dtype)

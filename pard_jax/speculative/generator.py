@@ -172,8 +172,6 @@ class Generator:
     programs_compiled: int = 0
 
     def __post_init__(self):
-        if self.max_cache_len is None:
-            self.max_cache_len = self.loop.target_cfg.max_position_embeddings
         # Decoding reads each layer's weights from a buffer of its own (see models.decoder.Decoder).
         self.target_params = self._place(self.target_params, placement.TARGET_RULES)
         if self.draft_params is not None:
@@ -197,12 +195,7 @@ class Generator:
                          cache_memory_gb=self.cache_memory_gb, chunk_iterations=self.chunk_iterations, mesh=self.mesh)
 
     def check_prompt(self, n_tokens: int) -> None:
-        need = n_tokens + self.loop.max_new_tokens
-        if need > self.max_cache_len:
-            raise UserError(
-                f"a prompt of {n_tokens} tokens plus {self.loop.max_new_tokens} new tokens needs {need} positions "
-                f"but the context is {self.max_cache_len}; shorten the prompt, lower --max-new-tokens, or raise "
-                "max_cache_len in the config (up to what the model was trained for)")
+        self.loop.check_context(n_tokens, self.max_cache_len)
 
     def _shape(self, batch: Sequence[Sequence[int]]) -> tuple[int, int]:
         """(batch bucket, prompt bucket) of one batch, checked against the cache memory budget."""
