@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pard_jax.errors import UserError
 from pard_jax.speculative import generator
-from pard_jax.speculative.generator import Generator
+from pard_jax.speculative.generator import Generator, prompt_bucket
 from pard_jax.speculative.loop import DecodeLoop
+from pard_jax.speculative.sampling import SamplingParams
 from tests.tiny_models import tiny_config, tiny_params
 
 CFG = tiny_config()
@@ -45,10 +49,6 @@ def test_greedy_speculative_equals_target(mode, k, draft):
 @pytest.mark.parametrize("mode", ["sd", "pard"])
 def test_greedy_with_a_sub_vocabulary_draft_equals_target(mode):
     """A draft that can propose only some ids (its head covers half the vocabulary) changes no token."""
-    import dataclasses
-
-    import jax.numpy as jnp
-
     sub = dataclasses.replace(CFG, draft_vocab=tuple(range(0, CFG.vocab_size, 2)))
     draft = {**TARGET, "draft_head": TARGET["embed"][jnp.asarray(sub.draft_vocab)]}
     expected = [r.token_ids for r in run("ar", 0, PROMPTS, batch_size=3)]
@@ -115,10 +115,6 @@ def test_greedy_equality_property(seed, lengths, mode):
 def test_the_context_defaults_to_the_targets_own():
     """Without max_cache_len a prompt may fill the target's max_position_embeddings, and no more, before any
     program is compiled; max_cache_len lowers that bound."""
-    import dataclasses
-
-    from pard_jax.errors import UserError
-
     cfg = dataclasses.replace(CFG, max_position_embeddings=40)
     loop = DecodeLoop(cfg, max_new_tokens=8)
     Generator(loop, TARGET).check_prompt(32)
@@ -129,8 +125,6 @@ def test_the_context_defaults_to_the_targets_own():
 
 
 def test_prompt_buckets_are_powers_of_two_up_to_a_chunk_then_whole_chunks():
-    from pard_jax.speculative.generator import prompt_bucket
-
     assert [prompt_bucket(n, 512) for n in (1, 32, 33, 300, 512, 513, 1025, 2629, 6000)] == \
         [32, 32, 64, 512, 512, 1024, 1536, 3072, 6144]
     assert [prompt_bucket(n, 384) for n in (200, 300, 385)] == [256, 384, 768]
@@ -142,8 +136,6 @@ def test_mixed_prompt_lengths_in_a_batch_with_chunked_prefill(mode, sampled):
     """Prompts of 1 to 40 tokens in one batch, prefilled 8 tokens at a time (up to 5 chunks): each row decodes
     exactly as it does alone with a one-shot prefill, greedy and sampling (top-k 1 sampling is deterministic,
     so the sampling path must give the greedy tokens too)."""
-    from pard_jax.speculative.sampling import SamplingParams
-
     prompts = [[5, 9, 2], list(range(10, 50)), [7] * 17, [1]]
     expected = [r.token_ids for r in run("ar", 0, prompts, max_new=12)]
     sp = SamplingParams(temperature=1.0, top_k=1) if sampled else SamplingParams()
