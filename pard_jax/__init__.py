@@ -6,5 +6,6 @@ __version__ = "0.1.0"
 
 
 def asset_path(*parts: str) -> str:
-    """The path of package data under pard_jax/assets/ (the default inference config, the shipped draft)."""
+    """The path of package data under pard_jax/assets/ (the default inference config, the shipped draft and its
+    target's tokenizer)."""
     return str(importlib.resources.files(__name__).joinpath("assets", *parts))

@@ -16,7 +16,8 @@ def export_checkpoint(run_dir: str, out_dir: str, step: int | None = None, compa
 
     The tokenizer files are saved too, unless the run used the built-in byte tokenizer. `compact` writes
     bfloat16 weights without the embedding table but for the rows the run trained (`weights.export.export_hf`),
-    which is only right when the run kept the rest of the table frozen.
+    which is only right when the run kept the rest of the table frozen, and no tokenizer files: a compact draft
+    ships beside its target, which supplies both.
     """
     from pard_jax.weights.export import export_hf
 
@@ -38,7 +39,7 @@ def export_checkpoint(run_dir: str, out_dir: str, step: int | None = None, compa
     params = ckpt.restore_params(step, jax.eval_shape(lambda: init_params(cfg, jax.random.key(0))))
     ckpt.close()
     tokenizer = None
-    if meta.get("tokenizer_source") not in (None, BYTE_TOKENIZER):
+    if not compact and meta.get("tokenizer_source") not in (None, BYTE_TOKENIZER):
         from pard_jax.weights.tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer(meta["tokenizer_source"])

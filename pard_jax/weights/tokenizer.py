@@ -12,7 +12,7 @@ from typing import Iterable
 
 from pard_jax.errors import UserError
 from pard_jax.weights import store
-from pard_jax.weights.sources import SMOLLM2_ALIAS, SMOLLM2_DRAFT_DIR, smollm2_gguf_path
+from pard_jax.weights.sources import SMOLLM2_ALIAS, SMOLLM2_TOKENIZER_DIR, smollm2_gguf_path
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
@@ -50,10 +50,10 @@ def load_tokenizer(source: str):
     """A transformers tokenizer from an HF dir, a .gguf file, the SmolLM2 alias, or an HF hub id."""
     source = str(source)
     if source == SMOLLM2_ALIAS:
-        # The shipped draft carries this model's tokenizer (saved from the GGUF's), which loads without the
-        # GGUF conversion in transformers, which needs PyTorch.
-        if os.path.isfile(os.path.join(SMOLLM2_DRAFT_DIR, "tokenizer.json")):
-            return _from_pretrained(SMOLLM2_DRAFT_DIR, what=SMOLLM2_DRAFT_DIR, fast_only=True)
+        # The package ships this model's tokenizer (saved from the GGUF's), which loads without the GGUF
+        # conversion in transformers, which needs PyTorch.
+        if os.path.isfile(os.path.join(SMOLLM2_TOKENIZER_DIR, "tokenizer.json")):
+            return _from_pretrained(SMOLLM2_TOKENIZER_DIR, what=SMOLLM2_TOKENIZER_DIR, fast_only=True)
         return _gguf_tokenizer(smollm2_gguf_path())
     path = os.path.expanduser(source)
     if os.path.isfile(path) and path.lower().endswith(".gguf"):
