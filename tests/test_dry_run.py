@@ -90,6 +90,13 @@ def test_inference_mesh_needs_its_devices():
         infer_dry_run.dry_run(load_config(InferConfig, INFER[0], ["mesh.tensor=2"]), prompt_len=64, layers=1)
 
 
+def test_inference_dry_run_refuses_a_prompt_past_the_context_naming_its_flag():
+    c = load_config(InferConfig, INFER[0])
+    context = model_shape(c.target).max_position_embeddings
+    with pytest.raises(UserError, match=f"the context is {context}; shorten --prompt-len"):
+        infer_dry_run.dry_run(c, prompt_len=context, layers=1)
+
+
 @pytest.mark.parametrize("main, argv", [
     (train.main, ["--config", TRAIN["pard_llama3.2_1b"], "--dry-run", "model.spec=acme/unknown-7b"]),
     (generate.main, ["--config", INFER[0], "--dry-run", "--target", "acme/unknown-7b"]),

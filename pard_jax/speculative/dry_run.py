@@ -107,7 +107,7 @@ def dry_run(c: InferConfig, *, prompt_len: int = DEFAULT_PROMPT_LEN, layers: int
     loop = decode_loop(c, layers)
     if mesh is not None:
         loop = placement.on_mesh(loop)
-    loop.check_context(prompt_len, c.max_cache_len)
+    loop.check_context(prompt_len, c.max_cache_len, shorten="--prompt-len")
     prompt_len = prompt_bucket(prompt_len, c.prefill_chunk)  # what generation pads such a prompt to
     capacity = loop.capacity(prompt_len)
     dtype = dtype_of(c.dtype)

@@ -93,15 +93,15 @@ class DecodeLoop:
     def draft_len(self) -> int:
         return self.k if self.mode.uses_draft else 0
 
-    def check_context(self, prompt_tokens: int, max_cache_len: int | None) -> None:
+    def check_context(self, prompt_tokens: int, max_cache_len: int | None, shorten: str = "the prompt") -> None:
         """Refuse a prompt whose tokens plus the new ones exceed the context: `max_cache_len`, by default the
-        target's own."""
+        target's own. `shorten` names what the refusal asks to shorten."""
         context = max_cache_len or self.target_cfg.max_position_embeddings
         need = prompt_tokens + self.max_new_tokens
         if need > context:
             raise UserError(
                 f"a prompt of {prompt_tokens} tokens plus {self.max_new_tokens} new tokens needs {need} positions "
-                f"but the context is {context}; shorten the prompt, lower --max-new-tokens, or raise "
+                f"but the context is {context}; shorten {shorten}, lower --max-new-tokens, or raise "
                 "max_cache_len in the config (up to what the model was trained for)")
 
     def capacity(self, prompt_bucket: int) -> int:
