@@ -1,7 +1,7 @@
 """Benchmark: plain decoding against vanilla speculative (sd) and PARD decoding, side by side in one run.
 
 python infer/bench.py --prompts-file F [--prompts-file G ...] --modes ar,sd,pard -k 4,8,12 --max-new-tokens N
-    [--hf-baseline] --out DIR [--config CONFIG] [--target SPEC] [--draft SPEC]
+    [--hf-baseline] [--hf-assisted] --out DIR [--config CONFIG] [--target SPEC] [--draft SPEC]
     [--draft-layers N] [--mask-token-id N] [--limit N]
 
 Writes DIR/results.json (rows per prompt set, mode and k), DIR/results.md and DIR/speedup.png. Timings are
@@ -34,7 +34,9 @@ def parse_args(argv=None):
     p.add_argument("--modes", default="ar,sd,pard")
     p.add_argument("-k", dest="ks", default="4,8,12", help="comma-separated draft lengths")
     p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--hf-baseline", action="store_true", help="add transformers generate / assisted rows")
+    p.add_argument("--hf-baseline", action="store_true", help="add a transformers generate (greedy) row")
+    p.add_argument("--hf-assisted", action="store_true",
+                   help="add a transformers assisted-generation row with the same draft (slow on a CPU)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML inference config (default: the packaged one)")
     p.add_argument("--target")
@@ -87,8 +89,8 @@ def engine_runners(pipeline, modes, ks, max_new, prompt_ids):
     return runners
 
 
-def hf_runners(pipeline, max_new, draft_k, prompt_ids):
-    """transformers `generate` (greedy) and assisted generation with the same draft, warmed up."""
+def hf_runners(pipeline, max_new, draft_k, prompt_ids, greedy=True, assisted=False):
+    """transformers `generate` (greedy) and/or assisted generation with the same draft, warmed up."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -100,7 +102,7 @@ def hf_runners(pipeline, max_new, draft_k, prompt_ids):
         export_hf(jax_tree_to_np(gen.target_params), gen.loop.target_cfg, os.path.join(tmp, "t"))
         target = AutoModelForCausalLM.from_pretrained(os.path.join(tmp, "t"), dtype=torch.float32).eval()
         assistant = None
-        if gen.draft_params is not None:
+        if assisted and gen.draft_params is not None:
             export_hf(jax_tree_to_np(gen.draft_params), gen.loop.draft_cfg, os.path.join(tmp, "d"))
             assistant = AutoModelForCausalLM.from_pretrained(os.path.join(tmp, "d"), dtype=torch.float32).eval()
             assistant.generation_config.num_assistant_tokens = draft_k
@@ -120,7 +122,7 @@ def hf_runners(pipeline, max_new, draft_k, prompt_ids):
         run(prompt_ids[0])
         return run
 
-    runners = [Runner("hf_greedy", 0, make({}))]
+    runners = [Runner("hf_greedy", 0, make({}))] if greedy else []
     if assistant is not None:
         runners.append(Runner("hf_assisted", draft_k, make({"assistant_model": assistant})))
     return runners
@@ -249,8 +251,9 @@ def bench(args) -> int:
         ids = [encode_prompt(pipeline.tokenizer, p, cfg.chat_template) for p in prompts]
         log(f"prompt set {name}: {len(ids)} prompts")
         runners = engine_runners(pipeline, modes, ks, args.max_new_tokens, ids)
-        if args.hf_baseline:
-            runners += hf_runners(pipeline, args.max_new_tokens, 8 if 8 in ks else max(ks), ids)
+        if args.hf_baseline or args.hf_assisted:
+            runners += hf_runners(pipeline, args.max_new_tokens, 8 if 8 in ks else max(ks), ids,
+                                  greedy=args.hf_baseline, assisted=args.hf_assisted)
         set_rows = measure(name, runners, ids)
         ar = next((r for r in set_rows if r.mode == "ar"), None)
         for r in set_rows:
