@@ -96,7 +96,7 @@ def test_compare_ar_reports_speedup_and_identical_text(capsys):
     assert rc == 0
     last = out.strip().splitlines()[-1]
     assert "x the speed of ar" in last and "text identical to ar for 1 of 1 prompt(s)" in last, out
-    assert "[pard k=4, best warm run]" in out and "[ar, best warm run]" in out and "mean accepted" in out
+    assert "[pard k=2, best warm run]" in out and "[ar, best warm run]" in out and "mean accepted" in out
 
 
 def write(path, text):
@@ -159,4 +159,4 @@ def test_every_infer_config_parses():
     for path in [DEFAULT_CONFIG, *sorted(glob.glob(os.path.join(ROOT, "configs", "infer", "*.yaml")))]:
         validate(load_config(InferConfig, path))
     cfg = load_config(InferConfig, DEFAULT_CONFIG)
-    assert (cfg.mode, cfg.draft, cfg.k) == ("pard", "smollm2-135m-pard", 4)
+    assert (cfg.mode, cfg.draft, cfg.k) == ("pard", "smollm2-135m-pard", 2)
