@@ -24,7 +24,8 @@ def test_bench_writes_results_table_and_plot(tmp_path, capsys):
         sets[name] = str(path)
     out = tmp_path / "out"
     rc = bench.main(["--prompts-file", sets["alpha"], "--prompts-file", sets["beta"], "--modes", "ar,sd,pard",
-                     "-k", "2,3", "--max-new-tokens", "6", "--hf-baseline", "--hf-assisted", "--target", str(model_dir),
+                     "-k", "2,3", "--max-new-tokens", "6", "--hf-baseline", "--hf-assisted",
+                     "--target", str(model_dir),
                      "--draft", str(model_dir), "--draft-layers", "1", "--mask-token-id", "100", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     assert {"results.json", "results.md", "speedup.png"} <= set(os.listdir(out))

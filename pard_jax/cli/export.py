@@ -3,7 +3,8 @@
     python train/export.py --checkpoint RUN_DIR [--step S] --out HF_DIR [--compact]
 
 config.json carries "pard_token" (the mask id) and "spd_type": "pard"; the tokenizer files are saved too
-(unless the run used the built-in byte tokenizer, or --compact: the target supplies them). `infer/generate.py --draft HF_DIR` uses the result.
+(unless the run used the built-in byte tokenizer, or --compact: the target supplies them).
+`infer/generate.py --draft HF_DIR` uses the result.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, metavar="HF_DIR", help="output directory")
     p.add_argument("--compact", action="store_true",
                    help="bfloat16 without the embedding table or tokenizer files, to ship beside its target (which "
-                        "supplies both); "
-                        "needs a run trained with model.freeze=[embed]")
+                        "supplies both); needs a run trained with model.freeze=[embed]")
     args = p.parse_args(argv)
     logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's notices are not for the person at the terminal
 
