@@ -159,4 +159,4 @@ def test_every_infer_config_parses():
     for path in [DEFAULT_CONFIG, *sorted(glob.glob(os.path.join(ROOT, "configs", "infer", "*.yaml")))]:
         validate(load_config(InferConfig, path))
     cfg = load_config(InferConfig, DEFAULT_CONFIG)
-    assert (cfg.mode, cfg.draft, cfg.k) == ("pard", "smollm2-135m-pard", 2)
+    assert (cfg.mode, cfg.draft, cfg.k) == ("pard", "smollm2-135m-pard", 1)
