@@ -21,6 +21,25 @@ def export_checkpoint(run_dir: str, out_dir: str, step: int | None = None, compa
     """
     from pard_jax.weights.export import export_hf
 
+    cfg, params, meta, step = load_checkpoint(run_dir, step)
+    if compact and "embed" not in meta.get("frozen", []):
+        # A compact draft takes its target's table at load time: right only if training never moved it.
+        raise UserError(f"--compact drops the embedding table, but step {step} of {run_dir!r} was not trained with "
+                        "model.freeze=[embed], so its table may differ from the target's; export the full form, or "
+                        "train with model.freeze=[embed]")
+    tokenizer = None
+    if not compact and meta.get("tokenizer_source") not in (None, BYTE_TOKENIZER):
+        from pard_jax.weights.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(meta["tokenizer_source"])
+    export_hf(params, cfg, out_dir, tokenizer=tokenizer, compact=compact,
+              embed_rows=meta.get("train_embed_rows", []))
+    return step
+
+
+def load_checkpoint(run_dir: str, step: int | None = None) -> tuple[ModelConfig, dict, dict, int]:
+    """(model config, params in the training layout, checkpoint meta, step) of checkpoint `step` of a run
+    (default: the latest complete one)."""
     ckpt = Checkpointer(run_dir, read_only=True)
     steps = ckpt.all_steps()
     if not steps:
@@ -30,19 +49,7 @@ def export_checkpoint(run_dir: str, out_dir: str, step: int | None = None, compa
     elif step not in steps:
         raise UserError(f"{run_dir!r} has no checkpoint for step {step}; available: {', '.join(map(str, steps))}")
     meta = ckpt.read_meta(step)
-    if compact and "embed" not in meta.get("frozen", []):
-        # A compact draft takes its target's table at load time: right only if training never moved it.
-        raise UserError(f"--compact drops the embedding table, but step {step} of {run_dir!r} was not trained with "
-                        "model.freeze=[embed], so its table may differ from the target's; export the full form, or "
-                        "train with model.freeze=[embed]")
     cfg = ModelConfig.from_hf_dict(meta["model"])
     params = ckpt.restore_params(step, jax.eval_shape(lambda: init_params(cfg, jax.random.key(0))))
     ckpt.close()
-    tokenizer = None
-    if not compact and meta.get("tokenizer_source") not in (None, BYTE_TOKENIZER):
-        from pard_jax.weights.tokenizer import load_tokenizer
-
-        tokenizer = load_tokenizer(meta["tokenizer_source"])
-    export_hf(params, cfg, out_dir, tokenizer=tokenizer, compact=compact,
-              embed_rows=meta.get("train_embed_rows", []))
-    return step
+    return cfg, params, meta, step
