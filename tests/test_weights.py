@@ -349,6 +349,8 @@ def test_compact_draft_ships_its_own_embedding_rows_and_trained_sub_vocabulary_h
     export_hf(params, cfg, str(tmp_path / "full"))
     compact = load_model(str(tmp_path / "compact"), shared_embed=target_table)
     full = load_model(str(tmp_path / "full"))
+    text = (tmp_path / "compact" / "config.json").read_text()  # the ids on one line, not one per line
+    assert '"draft_vocab": [0,3,6,' in text and len(text.splitlines()) < 40
     assert np.array_equal(full.params["embed"], params["embed"])
     assert np.array_equal(full.params["draft_head"], params["draft_head"])
     np.testing.assert_allclose(compact.params["embed"], params["embed"], rtol=1e-2, atol=1e-2)  # bfloat16 row

@@ -56,6 +56,16 @@ def export_hf(params, cfg: ModelConfig, out_dir: str, tokenizer=None, compact: b
     save_file(tensors, tmp, metadata={"format": "pt"})
     os.replace(tmp, os.path.join(out_dir, "model.safetensors"))
     with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(hf_cfg, f, indent=2)
+        f.write(config_json(hf_cfg))
     if tokenizer is not None:
         tokenizer.save_pretrained(out_dir)
+
+
+def config_json(hf_cfg: dict) -> str:
+    """config.json text: indented, except that a list of numbers (a sub-vocabulary's thousands of ids) stays
+    on one line."""
+    numbers = {k: v for k, v in hf_cfg.items() if isinstance(v, list) and all(isinstance(x, int) for x in v)}
+    text = json.dumps({k: (f"@{k}@" if k in numbers else v) for k, v in hf_cfg.items()}, indent=2)
+    for k, v in numbers.items():
+        text = text.replace(f'"@{k}@"', json.dumps(v, separators=(",", ":")))
+    return text + "\n"
