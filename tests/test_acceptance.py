@@ -104,6 +104,7 @@ def test_eval_draft_bad_input_gives_one_clear_sentence(capsys, tmp_path):
         "no checkpoint": (["--checkpoint", str(tmp_path / "missing")], "holds no checkpoints"),
         "step without checkpoint": (["--draft", "smollm2-135m-pard", "--step", "3"], "--step goes with --checkpoint"),
         "zero k": (["--draft", "smollm2-135m-pard", "-k", "0"], "must be positive"),
+        "layers of a checkpoint": (["--checkpoint", str(tmp_path), "--draft-layers", "2"], "--draft-layers goes with"),
     }
     for name, (argv, phrase) in cases.items():
         assert eval_draft.main(["--prompts-file", str(prompts), *argv]) == 2, name

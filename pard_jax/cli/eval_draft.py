@@ -55,11 +55,12 @@ def main(argv=None) -> int:
     return run_cli(lambda: evaluate(args))
 
 
-def answers(generator, target: str, name: str, ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
-    """The target's greedy answers to `ids`, from the cache folder when this exact request was made before."""
+def answers(generator, model: str, name: str, ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+    """The target's greedy answers to `ids` (`model`: its spec and dtype), from the cache folder when this exact
+    request was made before."""
     from pard_jax.weights.store import cache_root
 
-    key = hashlib.sha256(json.dumps([target, max_new_tokens, ids]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([model, max_new_tokens, ids]).encode()).hexdigest()[:16]
     path = cache_root() / "answers" / f"{key}.npz"
     if path.is_file():
         with np.load(path) as f:
@@ -107,6 +108,8 @@ def evaluate(args) -> int:
         raise UserError("-k, --max-new-tokens, --batch-size and --limit must be positive")
     if args.step is not None and args.checkpoint is None:
         raise UserError("--step goes with --checkpoint; drop it, or pass the run_dir with --checkpoint")
+    if args.draft_layers is not None and args.checkpoint is not None:
+        raise UserError("--draft-layers goes with --draft; a checkpoint is scored with the layers it was trained with")
     sets = {os.path.splitext(os.path.basename(p))[0]: read_prompts(p)[:args.limit] for p in args.prompts_file}
     overrides = overrides_from_args(argparse.Namespace(target=args.target, no_chat_template=args.no_chat_template),
                                     InferConfig)
@@ -116,10 +119,13 @@ def evaluate(args) -> int:
     draft = load_draft(args, None) if args.checkpoint else None  # a bad run_dir fails before the target loads
     pipeline = build(cfg)
     draft_cfg, params, mask_id, what = draft or load_draft(args, pipeline.generator.target_params["embed"])
+    if draft_cfg.vocab_size < len(pipeline.tokenizer):
+        raise UserError(f"the draft's vocabulary ({draft_cfg.vocab_size}) is smaller than the target tokenizer's "
+                        f"({len(pipeline.tokenizer)}): the draft must share the target's tokenizer")
     figures = {"draft": what, "k": args.k, "max_new_tokens": args.max_new_tokens, "sets": {}}
     for name, prompts in sets.items():
         ids = [encode_prompt(pipeline.tokenizer, p, cfg.chat_template) for p in prompts]
-        outs = answers(pipeline.generator, cfg.target, name, ids, args.max_new_tokens)
+        outs = answers(pipeline.generator, f"{cfg.target} {cfg.dtype}", name, ids, args.max_new_tokens)
         a = score(params, draft_cfg, [p + o for p, o in zip(ids, outs)], [len(p) for p in ids], k=args.k,
                   mask_id=mask_id)
         per_k = {j: a.tokens_per_call(j) for j in range(1, args.k + 1)}
