@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ def proposals_at_inference(params, cfg, ids: list[int], anchor: int, k: int) -> 
     x = ids[:anchor + 1] + [MASK] * (k - 1)
     width = 64  # one padded shape for every anchor; a causal pass ignores what follows
     tokens = jnp.asarray([x + [0] * (width - len(x))], jnp.int32)
-    logits = forward(params, cfg, tokens, jnp.arange(width, dtype=jnp.int32)[None])
+    logits = jax.jit(forward, static_argnums=1)(params, cfg, tokens, jnp.arange(width, dtype=jnp.int32)[None])
     choice = np.asarray(jnp.argmax(logits[0, anchor:anchor + k], axis=-1))
     return choice if cfg.draft_vocab is None else np.asarray(cfg.draft_vocab)[choice]
 
