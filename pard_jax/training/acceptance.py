@@ -16,6 +16,7 @@ number.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Sequence
 
 import jax
@@ -33,10 +34,14 @@ ROW_ROUNDING = 256  # packed rows are a multiple of this long: a few row lengths
 
 @dataclasses.dataclass
 class Acceptance:
-    anchors: int  # answer positions the draft was scored from
     hits: np.ndarray  # [k]: anchors whose proposal j was right (whatever the proposals before it)
     scored: np.ndarray  # [k]: anchors with a token to predict at proposal j
     run_lengths: np.ndarray  # [anchors]: accepted proposals per anchor, greedy (0..k)
+
+    @property
+    def anchors(self) -> int:
+        """Answer positions the draft was scored from."""
+        return int(self.run_lengths.size)
 
     @property
     def accuracy(self) -> np.ndarray:
@@ -64,7 +69,9 @@ def score_example(hit: np.ndarray, block: np.ndarray, position: np.ndarray, prom
     return right.sum(axis=1), has_label.sum(axis=1), runs
 
 
+@functools.lru_cache(maxsize=8)
 def _row_hits(cfg: ModelConfig):
+    """The jitted per-row scorer of one draft config (cached: every prompt set reuses its compiled programs)."""
     vocab = None if cfg.draft_vocab is None else jnp.asarray(cfg.draft_vocab, jnp.int32)
 
     @jax.jit
@@ -101,4 +108,4 @@ def score(params, cfg: ModelConfig, sequences: Sequence[Sequence[int]], prompt_l
             hits, scored = hits + h, scored + s
             runs.append(r)
     run_lengths = np.concatenate(runs) if runs else np.zeros(0, np.int64)
-    return Acceptance(int(run_lengths.size), hits, scored, run_lengths)
+    return Acceptance(hits, scored, run_lengths)
