@@ -38,13 +38,11 @@ SCRIPT = textwrap.dedent("""
     mesh = jax.make_mesh((2, 3), ("data", "tensor"))
     COLUMNS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")
 
-    def spec_of(path):  # heads / MLP / vocab over "tensor", norms replicated
-        if path == "embed":
+    def spec_of(path):  # heads / MLP / vocab over "tensor", norms replicated; kernels are [out, in]
+        if path in ("embed", "lm_head") or (path.endswith("kernel") and any(c in path for c in COLUMNS)):
             return P("tensor", None)
-        if path == "lm_head" or (path.endswith("kernel") and any(c in path for c in COLUMNS)):
-            return P(None, "tensor")
         if path.endswith("kernel"):  # o_proj, down_proj: their input (heads / MLP) axis
-            return P("tensor", None)
+            return P(None, "tensor")
         return P()
 
     def sharding_of(path, shape):

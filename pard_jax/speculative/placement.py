@@ -91,21 +91,23 @@ def make_mesh(m: InferMesh) -> Mesh | None:
 
 @functools.cache
 def _logical_axes_by_path() -> dict[str, P]:
-    """The logical axes of every parameter a decoder can have, by path ("embed", "layers/attn/q_proj/kernel"),
-    read from two small configs that have every optional parameter between them."""
+    """The logical axes of every parameter a decoder can have in the per-layer (decoding) layout, by path
+    ("embed", "layers/attn/q_proj/kernel" for every layer), read from two small one-layer configs that have every
+    optional parameter between them."""
     from pard_jax.models.decoder import param_logical_axes
 
     full = ModelConfig("LlamaForCausalLM", 8, 8, 8, 1, 1, 1, 8, qkv_bias=True, o_bias=True, mlp_bias=True,
                        qk_norm=True)
     out = {}
     for cfg in (full, dataclasses.replace(full, draft_vocab=(0,))):
-        for path, spec in traverse_util.flatten_dict(param_logical_axes(cfg), sep="/").items():
-            out[path] = P(*tuple(spec)[1:]) if path.startswith("layers/") else spec
+        for path, spec in traverse_util.flatten_dict(param_logical_axes(cfg, scan=False), sep="/").items():
+            out[path.replace("layers_0/", "layers/")] = spec
     return out
 
 
 def logical_axes(path: str) -> P:
-    """The logical axes of a parameter by its path in either layout ("layers_3/attn/q_proj/kernel" too)."""
+    """The logical axes of a parameter of the per-layer (decoding) layout by its path
+    ("layers_3/attn/q_proj/kernel")."""
     return _logical_axes_by_path()[re.sub(r"^layers_\d+/", "layers/", path)]
 
 

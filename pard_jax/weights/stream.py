@@ -20,6 +20,7 @@ import numpy as np
 from flax import traverse_util
 
 from pard_jax.models.config import ModelConfig
+from pard_jax.models.decoder import out_major
 from pard_jax.weights import hf, sources, store, table
 from pard_jax.weights.sources import LoadedModel
 from pard_jax.weights.table import EMBED_ROW_IDS, EMBED_ROWS, expected_shapes
@@ -30,8 +31,9 @@ _EMBED = "model.embed_tokens.weight"
 
 @dataclasses.dataclass(frozen=True)
 class _Tensor:
-    """One param (per-layer layout) on disk: tensor `key` of the open safetensors file `handle`, either its
-    `layer` of a stacked [L, ...] tensor or, with `transpose`, an HF [out, in] weight of the [in, out] kernel."""
+    """One param (per-layer layout) on disk: tensor `key` of the open safetensors file `handle`, or its `layer`
+    of a stacked [L, ...] tensor; with `transpose`, the param is that tensor transposed (a training-layout
+    [in, out] kernel of the decoding layout's [out, in] one)."""
 
     handle: Any
     key: str
@@ -47,14 +49,9 @@ def _read_slice(handle, key: str, index: tuple) -> np.ndarray:
 
 def _read(t: _Tensor, dtype: np.dtype, index: tuple) -> np.ndarray:
     """A device's slice `index` of param `t`, contiguous in `dtype`."""
-    index = tuple(index)
-    if t.transpose:  # the param's [in, out] slice is the HF tensor's reversed slice, transposed
-        a = _read_slice(t.handle, t.key, index[::-1]).T
-    elif t.layer is not None:
-        a = _read_slice(t.handle, t.key, (t.layer, *index))
-    else:
-        a = _read_slice(t.handle, t.key, index)
-    return np.ascontiguousarray(a, dtype=dtype)
+    index = tuple(index)[::-1] if t.transpose else tuple(index)  # a transposed param's slice, reversed
+    a = _read_slice(t.handle, t.key, index if t.layer is None else (t.layer, *index))
+    return np.ascontiguousarray(a.T if t.transpose else a, dtype=dtype)
 
 
 def _place(tensors: dict[str, _Tensor], dtype, sharding_of: ShardingOf) -> dict:
@@ -96,7 +93,7 @@ def _stream_hf_dir(directory: str, dtype, sharding_of: ShardingOf,
             if i is not None:
                 filled.setdefault(rule.path, set()).add(i)
             path = rule.path if i is None else _layer_path(rule.path, i)
-            tensors[path] = _Tensor(handle, name, rule.convert_index(hf_shape), transpose=rule.transpose)
+            tensors[path] = _Tensor(handle, name, hf_shape)  # the decoding layout's kernels are HF's [out, in]
         table.check_complete(shapes, have, filled, keep, directory)
         params = _place(tensors, dtype, sharding_of)
     finally:
@@ -125,11 +122,14 @@ def _stream_cache(folder: Path, dtype, sharding_of: ShardingOf,
         if found != shapes:
             return None
         tensors = {}
-        for path, shape in shapes.items():
+        for path, shape in shapes.items():  # stacked, training layout: `out_major` kernels are transposed
+            flip = out_major(path)
             if path.startswith("layers/"):
-                tensors.update({_layer_path(path, i): _Tensor(handle, path, shape[1:], layer=i) for i in range(keep)})
+                shape = shape[1:][::-1] if flip else shape[1:]
+                tensors.update({_layer_path(path, i): _Tensor(handle, path, shape, layer=i, transpose=flip)
+                                for i in range(keep)})
             else:
-                tensors[path] = _Tensor(handle, path, shape)
+                tensors[path] = _Tensor(handle, path, shape[::-1] if flip else shape, transpose=flip)
         params = _place(tensors, dtype, sharding_of)
     finally:
         if hasattr(handle, "__exit__"):
