@@ -1,17 +1,33 @@
 #!/usr/bin/env bash
-# The accelerator measurement in one command, for whoever is lent a GPU or TPU: the call costs of a
-# Llama-3.1-8B-shaped target and a Llama-3.2-1B-shaped PARD draft in bfloat16 with random weights (nothing is
-# downloaded; the shapes come from pard_jax/models/shapes.py) against the device's HBM roofline, the PARD
-# speedup they predict for accepted lengths 2 to 6, and the generation dry run of that pair. Needs jax (with the
-# accelerator), flax, optax, numpy, safetensors; not grain, gguf or torch. Everything goes into OUT.
+# The accelerator measurement in one command, for whoever is lent a GPU or TPU (nothing is downloaded; random
+# weights of real shapes, from pard_jax/models/shapes.py and the shipped draft's config.json):
+#   1. the call costs of a Llama-3.1-8B-shaped target and a Llama-3.2-1B-shaped PARD draft in bfloat16, against
+#      the device's HBM roofline, and the PARD speedup they predict for accepted lengths 2 to 6;
+#   2. the call costs of the shipped pair, SmolLM2-135M-Instruct and its 4-layer PARD draft, at k = 2 and 4;
+#   3. the generation dry run of the Llama pair (configs/infer/pard_llama3.1_8b.yaml);
+#   4. the lossless-decoding tests (speculative == target, exact sampling distribution) on the accelerator.
+# Each step has its own time limit and a failing step does not stop the next. Needs jax (with the accelerator),
+# flax, optax, numpy, safetensors, pytest and hypothesis; not grain, gguf or torch. Everything goes into OUT.
 #   bash bench/device.sh [OUT]        (default OUT: device-out)
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-device-out}"
 mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+step() {  # step NAME SECONDS COMMAND...: run COMMAND with a time limit, its output into OUT/NAME.txt
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name (limit ${limit}s): $*"
+    SECONDS=0
+    timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1
+    echo "== $name: exit $? after ${SECONDS}s"
+    tail -n 25 "$OUT/$name.txt"
+}
 python -c 'import jax; print("jax", jax.__version__, jax.devices())' | tee "$OUT/devices.txt"
-python infer/bench_calls.py --random-weights --target meta-llama/Llama-3.1-8B-Instruct \
-    --draft amd/PARD-Llama-3.2-1B --dtype bfloat16 -k 8,12 --context 1024 --prefill-tokens 2048 \
-    --out "$OUT" 2>&1 | tee "$OUT/bench_calls.log"
-python infer/generate.py --config configs/infer/pard_llama3.1_8b.yaml --dry-run --no-fit 2>&1 | tee "$OUT/dry_run.txt"
-echo "wrote $OUT/: devices.txt, bench_calls.txt, bench_calls.json, bench_calls.log, dry_run.txt"
+step llama8b_calls 230 python infer/bench_calls.py --random-weights --target meta-llama/Llama-3.1-8B-Instruct \
+    --draft amd/PARD-Llama-3.2-1B --dtype bfloat16 -k 4,8,12 --context 1024 --prefill-tokens 2048
+step smollm2_calls 150 python infer/bench_calls.py --random-weights --target smollm2-135m-instruct \
+    --draft smollm2-135m-pard -k 2,4
+step dry_run 45 python infer/generate.py --config configs/infer/pard_llama3.1_8b.yaml --dry-run --no-fit
+step lossless_tests 150 python -m pytest -x -q -p no:cacheprovider tests/test_decoding.py tests/test_sampling.py
+echo "wrote $OUT/: devices.txt, llama8b_calls.txt, smollm2_calls.txt, dry_run.txt, lossless_tests.txt"
