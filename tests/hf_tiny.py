@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 
+import jax.numpy as jnp
 import numpy as np
 import torch
 import transformers
 
 from pard_jax.weights.gguf import gguf_to_hf_name
+from tests.tiny_models import forward
 
 TINY = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2)
@@ -76,10 +78,6 @@ def torch_logits(model: torch.nn.Module, tokens: np.ndarray) -> np.ndarray:
 
 
 def jax_logits(params, cfg, tokens: np.ndarray) -> np.ndarray:
-    import jax.numpy as jnp
-
-    from pard_jax.models.decoder import forward
-
     tokens = jnp.asarray(tokens, jnp.int32)
     positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
     return np.asarray(forward(params, cfg, tokens, positions))

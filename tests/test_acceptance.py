@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pard_jax.models.decoder import forward
 from pard_jax.speculative.generator import Generator
 from pard_jax.speculative.loop import DecodeLoop
 from pard_jax.training.acceptance import score
-from tests.tiny_models import tiny_config, tiny_params
+from tests.tiny_models import forward, tiny_config, tiny_params
 
 CFG = tiny_config()
 TARGET = tiny_params(CFG, 0)
@@ -34,7 +32,7 @@ def proposals_at_inference(params, cfg, ids: list[int], anchor: int, k: int) -> 
     x = ids[:anchor + 1] + [MASK] * (k - 1)
     width = 64  # one padded shape for every anchor; a causal pass ignores what follows
     tokens = jnp.asarray([x + [0] * (width - len(x))], jnp.int32)
-    logits = jax.jit(forward, static_argnums=1)(params, cfg, tokens, jnp.arange(width, dtype=jnp.int32)[None])
+    logits = forward(params, cfg, tokens, jnp.arange(width, dtype=jnp.int32)[None])
     choice = np.asarray(jnp.argmax(logits[0, anchor:anchor + k], axis=-1))
     return choice if cfg.draft_vocab is None else np.asarray(cfg.draft_vocab)[choice]
 

@@ -4,6 +4,8 @@ and bad input."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -17,7 +19,7 @@ from pard_jax.cli import generate
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROMPTS = ["What is 7 times 8?", "Name three colors.", "Write a haiku about the sea."]
-# One answer length for every SmolLM2 test, so tests with the same batch share compiled ar programs.
+# One answer length for every SmolLM2 test, so that one ar run (the `ar_rows` fixture) is the reference of each.
 NEW = "24"
 
 
@@ -38,13 +40,19 @@ def prompts_file(tmp_path_factory):
     return str(path)
 
 
-def test_json_contract_and_pard_equals_ar_on_smollm2(capsys, prompts_file):
-    rc, out, _ = run_cli(capsys, "--prompts-file", prompts_file, "--max-new-tokens", NEW, "--json",
-                         "--batch-size", "3", "--mode", "ar")
-    assert rc == 0
-    ar = json_rows(out)
-    assert len(ar) == len(PROMPTS)
-    for row, prompt in zip(ar, PROMPTS):
+@pytest.fixture(scope="module")
+def ar_rows(prompts_file):
+    """ar's JSON rows for PROMPTS in one batch: what the speculative modes must reproduce."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert generate.main(["--prompts-file", prompts_file, "--max-new-tokens", NEW, "--json", "--batch-size", "3",
+                              "--mode", "ar"]) == 0
+    return json_rows(out.getvalue())
+
+
+def test_json_contract_and_pard_equals_ar_on_smollm2(capsys, prompts_file, ar_rows):
+    assert len(ar_rows) == len(PROMPTS)
+    for row, prompt in zip(ar_rows, PROMPTS):
         assert row["prompt"] == prompt and row["mode"] == "ar"
         for key in ("text", "token_ids", "num_generated", "target_calls", "mean_accepted", "tokens_per_second",
                     "accept_rate_by_position"):
@@ -57,8 +65,8 @@ def test_json_contract_and_pard_equals_ar_on_smollm2(capsys, prompts_file):
                          "--mask-token-id", "16", "-k", "4")
     assert rc == 0
     pard = json_rows(out)
-    assert [r["token_ids"] for r in pard] == [r["token_ids"] for r in ar]
-    assert [r["text"] for r in pard] == [r["text"] for r in ar]
+    assert [r["token_ids"] for r in pard] == [r["token_ids"] for r in ar_rows]
+    assert [r["text"] for r in pard] == [r["text"] for r in ar_rows]
     for r in pard:
         assert r["mode"] == "pard" and len(r["accept_rate_by_position"]) == 4
         assert r["accept_rate_by_position"][0] == 1.0  # the first draft token is the target's own prediction
@@ -66,24 +74,22 @@ def test_json_contract_and_pard_equals_ar_on_smollm2(capsys, prompts_file):
         assert r["mean_accepted"] > 1.0
 
 
-def test_sd_equals_ar_on_smollm2_with_a_truncated_draft(capsys):
-    args = ["--prompt", PROMPTS[2], "--max-new-tokens", NEW, "--json"]
-    _, out, _ = run_cli(capsys, *args, "--mode", "ar")
-    rc, out_sd, _ = run_cli(capsys, *args, "--mode", "sd", "--draft", "smollm2-135m-instruct",
-                            "--draft-layers", "4", "-k", "3")
+def test_sd_equals_ar_on_smollm2_with_a_truncated_draft(capsys, prompts_file, ar_rows):
+    rc, out, _ = run_cli(capsys, "--prompts-file", prompts_file, "--max-new-tokens", NEW, "--json",
+                         "--batch-size", "3", "--mode", "sd", "--draft", "smollm2-135m-instruct",
+                         "--draft-layers", "4", "-k", "3")
     assert rc == 0
-    assert json_rows(out_sd)[0]["token_ids"] == json_rows(out)[0]["token_ids"]
+    assert [r["token_ids"] for r in json_rows(out)] == [r["token_ids"] for r in ar_rows]
 
 
-def test_default_config_decodes_with_the_shipped_pard_draft(capsys, prompts_file):
+def test_default_config_decodes_with_the_shipped_pard_draft(capsys, prompts_file, ar_rows):
     """The packaged default config's models: PARD with the packaged draft smollm2-135m-pard, at k=3 so that its
     learned mask token is read (k=1 feeds none); same tokens as ar, and it accepts."""
-    args = ["--prompts-file", prompts_file, "--max-new-tokens", NEW, "--json", "--batch-size", "3"]
-    rc, out, _ = run_cli(capsys, *args, "-k", "3")
+    rc, out, _ = run_cli(capsys, "--prompts-file", prompts_file, "--max-new-tokens", NEW, "--json",
+                         "--batch-size", "3", "-k", "3")
     assert rc == 0
     pard = json_rows(out)
-    _, out, _ = run_cli(capsys, *args, "--mode", "ar")
-    assert [r["token_ids"] for r in pard] == [r["token_ids"] for r in json_rows(out)]
+    assert [r["token_ids"] for r in pard] == [r["token_ids"] for r in ar_rows]
     assert all(r["mode"] == "pard" for r in pard)
     # The untrained 4-layer cut of the target that the draft started from is right at position 1 about 4% of
     # the time (1.05 tokens per call); the trained draft about 40% here.

@@ -10,9 +10,10 @@ import pytest
 
 from pard_jax.models import masks
 from pard_jax.models.config import ModelConfig
-from pard_jax.models.decoder import forward, init_params
+from pard_jax.models.decoder import forward
 from pard_jax.training import cod, packing
 from pard_jax.training import step as train_step
+from tests import tiny_models
 
 MASK_ID = 3
 TINY = ModelConfig(architecture="LlamaForCausalLM", vocab_size=48, hidden_size=32, intermediate_size=64, num_layers=2,
@@ -114,7 +115,7 @@ def test_packing_refuses_an_example_longer_than_a_row():
 
 @pytest.fixture(scope="module")
 def params():
-    return jax.jit(init_params, static_argnums=0)(TINY, jax.random.key(1))
+    return tiny_models.init_params(TINY, jax.random.key(1))
 
 
 def full_pard_mask(length: int, k: int) -> np.ndarray:
@@ -236,13 +237,13 @@ def test_sub_vocabulary_head_loss_covers_only_its_ids():
     cfg = dataclasses.replace(ModelConfig(architecture="LlamaForCausalLM", vocab_size=32, hidden_size=16,
                                           intermediate_size=24, num_layers=1, num_heads=2, num_kv_heads=1,
                                           head_dim=8, tie_word_embeddings=True), draft_vocab=(2, 3, 7, 11))
-    params = init_params(cfg, jax.random.key(0))
+    params = tiny_models.init_params(cfg, jax.random.key(0))
     tokens = jnp.array([[1, 2, 3, 7, 5, 6]])
     labels = jnp.array([[2, 3, 7, 5, -1, 11]])  # 5 is outside the sub-vocabulary
     batch = {"tokens": tokens, "positions": jnp.arange(6)[None], "blocks": jnp.zeros((1, 6), jnp.int32),
              "anchors": jnp.arange(6)[None], "segments": jnp.ones((1, 6), jnp.int32), "labels": labels}
-    loss, stats = train_step.loss_sums(params, cfg, batch, k=1)
-    logits = forward(params, cfg, tokens, batch["positions"])[0]  # [6, 4]
+    loss, stats = jax.jit(lambda p, b: train_step.loss_sums(p, cfg, b, k=1))(params, batch)
+    logits = tiny_models.forward(params, cfg, tokens, batch["positions"])[0]  # [6, 4]
     index = {2: 0, 3: 1, 7: 2, 11: 3}
     want = sum(float(jax.nn.logsumexp(logits[t]) - logits[t, index[int(y)]])
                for t, y in enumerate(labels[0]) if int(y) in index)

@@ -10,9 +10,12 @@ import pytest
 from pard_jax.models import decoder
 from pard_jax.models.cache import LayerCache, init_cache, write
 from pard_jax.speculative.steps import window
-from tests.tiny_models import tiny_config, tiny_params
+from tests.tiny_models import forward, tiny_config, tiny_params
 
 CFGS = [tiny_config(), tiny_config(qk_norm=True, qkv_bias=True, tie_word_embeddings=False)]
+
+forward_cached = jax.jit(decoder.forward_cached, static_argnums=1)
+prefill = jax.jit(decoder.prefill, static_argnums=1, static_argnames="chunk")
 
 
 @pytest.mark.parametrize("cfg", CFGS)
@@ -24,8 +27,8 @@ def test_layouts_round_trip_and_agree(cfg):
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), params, back))
     tokens = jax.random.randint(jax.random.key(1), (2, 7), 0, cfg.vocab_size)
     positions = jnp.broadcast_to(jnp.arange(7), (2, 7))
-    scanned = decoder.forward(params, cfg, tokens, positions)
-    unrolled = decoder.forward(per_layer, cfg, tokens, positions)
+    scanned = forward(params, cfg, tokens, positions)
+    unrolled = forward(per_layer, cfg, tokens, positions)
     np.testing.assert_allclose(np.asarray(scanned), np.asarray(unrolled), atol=1e-5, rtol=1e-5)
 
 
@@ -38,14 +41,14 @@ def test_cached_calls_equal_one_uncached_pass(cfg):
     params = decoder.unstack_layers(tiny_params(cfg, seed=2, scale=3.0))
     tokens = jax.random.randint(jax.random.key(3), (2, 11), 0, cfg.vocab_size)
     positions = jnp.broadcast_to(jnp.arange(11), (2, 11))
-    want = decoder.forward(params, cfg, tokens, positions)
+    want = forward(params, cfg, tokens, positions)
     cache = init_cache(cfg, 2, 16)
-    cache = decoder.prefill(params, cfg, tokens[:, :5], cache)
+    cache = prefill(params, cfg, tokens[:, :5], cache)
     # a rejected draft: junk written at 5..8, rolled back by writing again from 5
-    _, cache = decoder.forward_cached(params, cfg, jnp.full((2, 4), 7), cache, jnp.array([5, 5]))
+    _, cache = forward_cached(params, cfg, jnp.full((2, 4), 7), cache, jnp.array([5, 5]))
     got = []
     for lo, hi in ((5, 8), (8, 9), (9, 11)):
-        logits, cache = decoder.forward_cached(params, cfg, tokens[:, lo:hi], cache, jnp.array([lo, lo]))
+        logits, cache = forward_cached(params, cfg, tokens[:, lo:hi], cache, jnp.array([lo, lo]))
         got.append(logits)
     np.testing.assert_allclose(np.asarray(jnp.concatenate(got, axis=1)), np.asarray(want[:, 5:]), atol=1e-4,
                                rtol=1e-4)
@@ -61,16 +64,41 @@ def test_attention_over_live_blocks_equals_the_whole_cache(monkeypatch):
     junk = jax.random.randint(jax.random.key(8), (2, 104), 0, cfg.vocab_size)
 
     def logits():  # capacity 104, blocks of 32: the 4th block starts at 72, overlapping the 3rd
-        cache = init_cache(cfg, 2, 104)
-        _, cache = decoder.forward_cached(params, cfg, junk, cache, jnp.array([0, 0]))  # stale everywhere
-        cache = decoder.prefill(params, cfg, tokens[:, :96], cache)
-        return decoder.forward_cached(params, cfg, tokens[:, 96:], cache, jnp.array([96, 37]))[0]
+        # A new function each time, so each patched live_block is traced (jit would reuse the first trace).
+        @jax.jit
+        def run(params, tokens, junk):
+            cache = init_cache(cfg, 2, 104)
+            _, cache = decoder.forward_cached(params, cfg, junk, cache, jnp.array([0, 0]))  # stale everywhere
+            cache = decoder.prefill(params, cfg, tokens[:, :96], cache)
+            return decoder.forward_cached(params, cfg, tokens[:, 96:], cache, jnp.array([96, 37]))[0]
+
+        return run(params, tokens, junk)
 
     monkeypatch.setattr(decoder, "live_block", lambda capacity: None)
     whole = logits()
     monkeypatch.setattr(decoder, "live_block", lambda capacity: 32)
     blocks = logits()
     np.testing.assert_allclose(np.asarray(blocks), np.asarray(whole), atol=1e-4, rtol=1e-4)
+
+
+def test_a_gpu_reads_every_cache_whole(monkeypatch):
+    """The block loop (a trip count that depends on the data) is for the CPU; a GPU reads whole caches."""
+    assert decoder.live_block(512) == 64  # this CPU: blocks for a 512-position cache
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert [decoder.live_block(c) for c in (128, 512, 1024, 1536, 4096)] == [None] * 5
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 1), (1, 3), (2, 5), (16,), (3, 24)])
+def test_few_row_products_equal_the_plain_product(shape):
+    """`out_major_product`'s CPU form for up to FEW_ROWS rows (w @ x^T behind a barrier, then transposed back)
+    equals x @ w^T for a weight stored [out, in], whatever the leading axes; 72 rows take the plain form."""
+    r = np.random.default_rng(len(shape) * 100 + shape[-1])
+    w = jnp.asarray(r.standard_normal((48, 40)), jnp.float32)
+    for lead in (shape, (72,)):
+        x = jnp.asarray(r.standard_normal((*lead, 40)), jnp.float32)
+        got = jax.jit(decoder.out_major_product)(x, w)
+        assert got.shape == (*lead, 48)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(x) @ np.asarray(w).T, atol=1e-4, rtol=1e-5)
 
 
 def test_attention_in_query_blocks_equals_the_whole_product():
@@ -82,14 +110,15 @@ def test_attention_in_query_blocks_equals_the_whole_product():
                 [(2, 3, 2, 21, 8), (2, 3, 21, 8), (2, 3, 21, 8)])
     lower = np.tril(r.random((2, 21, 21)) < 0.5) | np.eye(21, dtype=bool)
     lower[1, 17:] = False  # padding queries: see nothing
-    whole = np.asarray(decoder.attend(qg, k, v, jnp.asarray(lower)))
-    blocks = np.asarray(decoder.attend_lower_triangular(qg, k, v, jnp.asarray(lower), 4))
+    attend, in_blocks = jax.jit(decoder.attend), jax.jit(decoder.attend_lower_triangular, static_argnums=4)
+    whole = np.asarray(attend(qg, k, v, jnp.asarray(lower)))
+    blocks = np.asarray(in_blocks(qg, k, v, jnp.asarray(lower), 4))
     np.testing.assert_allclose(blocks[:, :, :, :17], whole[:, :, :, :17], atol=1e-6)
     np.testing.assert_allclose(blocks[0], whole[0], atol=1e-6)
     ahead = lower.copy()
     ahead[0, 2, 9] = True
-    assert not np.allclose(np.asarray(decoder.attend_lower_triangular(qg, k, v, jnp.asarray(ahead), 4)),
-                           np.asarray(decoder.attend(qg, k, v, jnp.asarray(ahead))), atol=1e-3)
+    assert not np.allclose(np.asarray(in_blocks(qg, k, v, jnp.asarray(ahead), 4)),
+                           np.asarray(attend(qg, k, v, jnp.asarray(ahead))), atol=1e-3)
 
 
 @pytest.mark.parametrize("length", [5, 8, 24])
@@ -100,16 +129,15 @@ def test_chunked_prefill_equals_one_shot_prefill(length):
     params = decoder.unstack_layers(tiny_params(cfg, seed=4, scale=3.0))
     tokens = jax.random.randint(jax.random.key(5), (2, length + 1), 0, cfg.vocab_size)
     prompt, nxt = tokens[:, :length], tokens[:, length:]
-    prefill = jax.jit(decoder.prefill, static_argnums=1, static_argnames="chunk")
     one = prefill(params, cfg, prompt, init_cache(cfg, 2, 32))
     chunked = prefill(params, cfg, prompt, init_cache(cfg, 2, 32), chunk=8)
     for a, b in zip(one, chunked):
         np.testing.assert_allclose(np.asarray(a.k[:, :, :length]), np.asarray(b.k[:, :, :length]), atol=1e-5)
         np.testing.assert_allclose(np.asarray(a.v[:, :, :length]), np.asarray(b.v[:, :, :length]), atol=1e-5)
     start = jnp.full((2,), length, jnp.int32)
-    want = decoder.forward(params, cfg, tokens, jnp.broadcast_to(jnp.arange(length + 1), tokens.shape))[:, -1]
+    want = forward(params, cfg, tokens, jnp.broadcast_to(jnp.arange(length + 1), tokens.shape))[:, -1]
     for cache in (one, chunked):
-        got = decoder.forward_cached(params, cfg, nxt, cache, start)[0][:, 0]
+        got = forward_cached(params, cfg, nxt, cache, start)[0][:, 0]
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-4, rtol=1e-4)
 
 

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pard_jax.models import decoder
 from pard_jax.speculative.generator import Generator
 from pard_jax.speculative.loop import DecodeLoop
 from pard_jax.speculative.sampling import SamplingParams, probabilities
-from tests.tiny_models import tiny_config, tiny_params
+from tests.tiny_models import forward, tiny_config, tiny_params
 
 V = 12
 CFG = tiny_config(vocab=V)
@@ -31,7 +30,7 @@ def exact_joint(params, sp: SamplingParams) -> np.ndarray:
     """[V, V] probability of the first two generated tokens under plain sampling from `params`."""
     seqs = jnp.array([PROMPT + [x] for x in range(V)])
     pos = jnp.broadcast_to(jnp.arange(seqs.shape[1]), seqs.shape)
-    logits = decoder.forward(params, CFG, seqs, pos)
+    logits = forward(params, CFG, seqs, pos)
     p1 = probabilities(logits[0, -2], sp)  # after the prompt
     p2 = probabilities(logits[:, -1], sp)  # after prompt + x1
     return np.asarray(p1[:, None] * p2)

@@ -1,16 +1,18 @@
 """Every shipped training config parses; bad input ends with one clear sentence and a non-zero exit."""
 
 import glob
+import json
 import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
 from pard_jax.errors import UserError
 from pard_jax.training.config import TrainConfig, load_train_config
+from processes import REPO, result_of
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(REPO, "configs", "train", "smoke.yaml")
 DATA = os.path.join(REPO, "configs", "train", "data", "smoke.jsonl")
 
@@ -29,20 +31,51 @@ def test_overrides_and_unknown_keys():
         load_train_config(SMOKE, ["pard.rr=0.5"])
 
 
-def _cli(*overrides, run_dir):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
-    return subprocess.Popen([sys.executable, "train/train.py", "--config", SMOKE, f"run_dir={run_dir}",
-                             f"data.paths=[{DATA}]", *overrides],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+# Runs train/train.py once per argv, as `python train/train.py ARGV` would, but in one process (one start-up of
+# JAX for all of them): file descriptor 2 goes to a file per run, so whatever would reach the terminal (warnings,
+# logs, messages of the C++ libraries) is in that run's stderr.
+RUNS = textwrap.dedent("""
+    import json, os, runpy, sys, tempfile, traceback
+
+    def run(argv):
+        sys.argv = ["train/train.py", *argv]
+        with tempfile.TemporaryFile("w+") as err:
+            sys.stderr.flush()
+            saved = os.dup(2)
+            os.dup2(err.fileno(), 2)
+            try:
+                runpy.run_path("train/train.py", run_name="__main__")
+                code = 0
+            except SystemExit as e:
+                code = e.code
+            except BaseException:
+                traceback.print_exc()  # as the interpreter would, before exiting with status 1
+                code = 1
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+            err.seek(0)
+            return {"code": code, "err": err.read()}
+
+    print("RESULT " + json.dumps([run(argv) for argv in json.loads(sys.argv[1])]))
+""")
+
+
+def _argv(*overrides, run_dir):
+    return ["--config", SMOKE, f"run_dir={run_dir}", f"data.paths=[{DATA}]", *overrides]
 
 
 def test_bad_input_gives_one_sentence_and_a_nonzero_exit(tmp_path):
+    import jax
+
+    from pard_jax.training import trainer
+
     (tmp_path / "empty.jsonl").write_text("\n")
     # A run_dir that holds a checkpoint of this model shape.
-    first = _cli("train.steps=1", "checkpoint.every=1", run_dir=tmp_path / "run")
-    _, err = first.communicate(timeout=120)
-    assert first.returncode == 0, err[-3000:]
+    cfg = load_train_config(SMOKE, [f"run_dir={tmp_path / 'run'}", f"data.paths=[{DATA}]", "train.steps=1",
+                                    "checkpoint.every=1"])
+    trainer.run(cfg, progress=False, devices=jax.devices()[:1])
     before = sorted(os.listdir(tmp_path / "run" / "checkpoints"))
 
     cases = {
@@ -58,13 +91,17 @@ def test_bad_input_gives_one_sentence_and_a_nonzero_exit(tmp_path):
         "empty sub-vocabulary": (["model.draft_vocab=0"], "model.draft_vocab"),
         "other model shape": (["model.hf_config.hidden_size=32", "model.hf_config.head_dim=8"], "different model"),
     }
-    procs = {name: _cli(*over, run_dir=tmp_path / ("run" if name == "other model shape" else name.replace(" ", "_")))
-             for name, (over, _) in cases.items()}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=180)
-        lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-        assert proc.returncode != 0, name
-        assert len(lines) == 1 and lines[0].startswith("error: "), (name, err[-2000:])
+    argvs = [_argv(*over, run_dir=tmp_path / ("run" if name == "other model shape" else name.replace(" ", "_")))
+             for name, (over, _) in cases.items()]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, "-c", RUNS, json.dumps(argvs)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for name, r in zip(cases, result_of(proc.stdout)):
+        lines = [ln for ln in r["err"].strip().splitlines() if ln.strip()]
+        assert r["code"] != 0, name
+        assert len(lines) == 1 and lines[0].startswith("error: "), (name, r["err"][-2000:])
         assert cases[name][1] in lines[0], (name, lines[0])
     assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == before  # refused, not overwritten
 
@@ -73,7 +110,6 @@ def test_sub_vocabulary_head_and_learned_mask_row_train_and_ship_compactly(tmp_p
     """model.draft_vocab=N picks the N ids the data trains most often (EOS always in); with the table frozen but
     for the mask row, training moves that row only, and the compact export holds the trained head and that row."""
     import dataclasses
-    import json
 
     import jax
     import numpy as np

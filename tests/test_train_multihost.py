@@ -23,7 +23,7 @@ def test_two_processes_agree_on_the_loss(tmp_path):
     code = f"REPO = {REPO!r}\n" + DRIVER
     argv = [f"run_dir={tmp_path}", f"data.paths=[{REPO}/configs/train/data/smoke.jsonl]",
             "train.steps=3", "train.log_every=1", "checkpoint.every=3", "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"]
-    outs = [result_of(out) for out in run_joined(code, argv, devices=4)]
+    outs = [result_of(out) for out in run_joined(code, argv, devices=4, fast_compile=True)]
     assert sorted(o["process"] for o in outs) == [0, 1]
     assert all(o["count"] == 2 and o["devices"] == 8 and o["local"] == 4 for o in outs)
     a, b = outs[0]["losses"], outs[1]["losses"]

@@ -1,13 +1,11 @@
 """One train step on 8 simulated CPU devices (data 2 x fsdp 2 x tensor 2, or fsdp 8) equals the step on 1 device;
 so do gradient accumulation and rematerialization; bfloat16 compute stays close; a frozen embedding stays put."""
 
-import json
-import os
 import subprocess
 import sys
 import textwrap
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from processes import REPO, device_env, result_of
 
 SCRIPT = textwrap.dedent("""
     import dataclasses, json, os
@@ -67,13 +65,11 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_one_step_on_8_devices_equals_one_device(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     code = f"REPO = {REPO!r}\nRUN_DIR = {str(tmp_path)!r}\n" + SCRIPT
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], env=device_env(8, fast_compile=True), cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    res = json.loads(line[len("RESULT "):])
+    res = result_of(proc.stdout)
     one = res["one"]
     # The 8-device runs really are sharded: FSDP over embed, tensor over heads/mlp/vocab.
     assert any("fsdp" in s and "tensor" in s for s in res["dft"]["shards"]), res["dft"]["shards"]

@@ -17,13 +17,13 @@ from flax import traverse_util
 
 from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig, RopeScaling
-from pard_jax.models.decoder import init_params
 from pard_jax.weights import gguf, sources, store, table
 from pard_jax.weights.export import export_hf
 from pard_jax.weights.sources import load_model
 from pard_jax.weights.table import RULES
 from pard_jax.weights.tokenizer import encode_prompt, load_tokenizer
 from tests import hf_tiny
+from tests.tiny_models import forward, init_params, tiny_config, tiny_params
 
 torch.set_num_threads(1)
 
@@ -311,9 +311,6 @@ def test_tokenizer_bad_inputs(tmp_path):
 
 def test_compact_draft_export_loads_with_the_targets_embedding(tmp_path):
     """A compact draft (bfloat16, no embedding table) ships beside its target, which supplies the table."""
-    from pard_jax.models import decoder
-    from tests.tiny_models import tiny_config, tiny_params
-
     cfg = dataclasses.replace(tiny_config(), pard_token=3)
     params = tiny_params(cfg, 0, scale=1.0)
     export_hf(params, cfg, str(tmp_path), compact=True)
@@ -323,8 +320,8 @@ def test_compact_draft_export_loads_with_the_targets_embedding(tmp_path):
     assert loaded.cfg.pard_token == 3
     tokens = jnp.arange(10)[None] % cfg.vocab_size
     pos = jnp.arange(10)[None]
-    ref = decoder.forward(params, cfg, tokens, pos)
-    got = decoder.forward(loaded.params, loaded.cfg, tokens, pos)
+    ref = forward(params, cfg, tokens, pos)
+    got = forward(loaded.params, loaded.cfg, tokens, pos)
     assert float(jnp.max(jnp.abs(ref - got))) < 0.05 * float(jnp.max(jnp.abs(ref)))  # bfloat16 weights
     assert jax.tree.structure(loaded.params) == jax.tree.structure(params)
     with pytest.raises(UserError, match="does not fit"):
@@ -335,8 +332,6 @@ def test_compact_draft_ships_its_own_embedding_rows_and_trained_sub_vocabulary_h
     """A draft trained with a frozen table but a learned mask row and a trained sub-vocabulary head: the compact
     form holds just that row and the N-row head, and loads beside the target's table as the same model; the
     full form carries them in an ordinary HF table and lm_head."""
-    from pard_jax.models import decoder
-    from tests.tiny_models import tiny_config, tiny_params
 
     base = tiny_config()
     ids = tuple(range(0, base.vocab_size, 3))
@@ -358,7 +353,7 @@ def test_compact_draft_ships_its_own_embedding_rows_and_trained_sub_vocabulary_h
     np.testing.assert_allclose(compact.params["draft_head"], params["draft_head"], rtol=1e-2, atol=1e-2)
     tokens = jnp.asarray([[1, 3, 3, 5, 8]])
     pos = jnp.arange(5)[None]
-    ref = decoder.forward(params, cfg, tokens, pos)
-    got = decoder.forward(compact.params, compact.cfg, tokens, pos)
+    ref = forward(params, cfg, tokens, pos)
+    got = forward(compact.params, compact.cfg, tokens, pos)
     assert ref.shape == got.shape == (1, 5, len(ids))
     assert float(jnp.max(jnp.abs(ref - got))) < 0.05 * float(jnp.max(jnp.abs(ref)))

@@ -11,6 +11,10 @@ import jax
 from pard_jax.models import decoder
 from pard_jax.models.config import ModelConfig
 
+# Compiled: run op by op, Flax takes seconds per call even on tiny shapes.
+init_params = jax.jit(decoder.init_params, static_argnums=0)
+forward = jax.jit(decoder.forward, static_argnums=1)
+
 
 def tiny_config(vocab=64, layers=2, **kw) -> ModelConfig:
     base = dict(architecture="LlamaForCausalLM", vocab_size=vocab, hidden_size=32, intermediate_size=64,
@@ -20,5 +24,5 @@ def tiny_config(vocab=64, layers=2, **kw) -> ModelConfig:
 
 
 def tiny_params(cfg: ModelConfig, seed: int, scale: float = 30.0) -> dict:
-    params = decoder.init_params(cfg, jax.random.key(seed))
+    params = init_params(cfg, jax.random.key(seed))
     return jax.tree.map(lambda a: a * scale if a.ndim > 1 else a, params)
