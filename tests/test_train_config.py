@@ -62,8 +62,9 @@ RUNS = textwrap.dedent("""
 """)
 
 
-def _argv(*overrides, run_dir):
-    return ["--config", SMOKE, f"run_dir={run_dir}", f"data.paths=[{DATA}]", *overrides]
+def _overrides(*overrides, run_dir):
+    """The smoke config's overrides for a run in `run_dir` on the smoke data, then `overrides`."""
+    return [f"run_dir={run_dir}", f"data.paths=[{DATA}]", *overrides]
 
 
 def test_bad_input_gives_one_sentence_and_a_nonzero_exit(tmp_path):
@@ -73,8 +74,7 @@ def test_bad_input_gives_one_sentence_and_a_nonzero_exit(tmp_path):
 
     (tmp_path / "empty.jsonl").write_text("\n")
     # A run_dir that holds a checkpoint of this model shape.
-    cfg = load_train_config(SMOKE, [f"run_dir={tmp_path / 'run'}", f"data.paths=[{DATA}]", "train.steps=1",
-                                    "checkpoint.every=1"])
+    cfg = load_train_config(SMOKE, _overrides("train.steps=1", "checkpoint.every=1", run_dir=tmp_path / "run"))
     trainer.run(cfg, progress=False, devices=jax.devices()[:1])
     before = sorted(os.listdir(tmp_path / "run" / "checkpoints"))
 
@@ -91,8 +91,8 @@ def test_bad_input_gives_one_sentence_and_a_nonzero_exit(tmp_path):
         "empty sub-vocabulary": (["model.draft_vocab=0"], "model.draft_vocab"),
         "other model shape": (["model.hf_config.hidden_size=32", "model.hf_config.head_dim=8"], "different model"),
     }
-    argvs = [_argv(*over, run_dir=tmp_path / ("run" if name == "other model shape" else name.replace(" ", "_")))
-             for name, (over, _) in cases.items()]
+    run_dirs = {name: tmp_path / ("run" if name == "other model shape" else name.replace(" ", "_")) for name in cases}
+    argvs = [["--config", SMOKE, *_overrides(*over, run_dir=run_dirs[name])] for name, (over, _) in cases.items()]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)
     proc = subprocess.run([sys.executable, "-c", RUNS, json.dumps(argvs)], cwd=REPO, env=env, capture_output=True,
@@ -120,9 +120,9 @@ def test_sub_vocabulary_head_and_learned_mask_row_train_and_ship_compactly(tmp_p
     from pard_jax.training.records import read_records
     from pard_jax.weights.sources import load_model
 
-    cfg = load_train_config(SMOKE, [f"run_dir={tmp_path / 'run'}", f"data.paths=[{DATA}]", "model.draft_vocab=40",
-                                    "model.freeze=[embed]", "model.train_embed_rows=[5]", "train.steps=3",
-                                    "checkpoint.every=3", "optimizer.warmup_steps=0", "mesh.data=1"])
+    cfg = load_train_config(SMOKE, _overrides("model.draft_vocab=40", "model.freeze=[embed]",
+                                              "model.train_embed_rows=[5]", "train.steps=3", "checkpoint.every=3",
+                                              "optimizer.warmup_steps=0", "mesh.data=1", run_dir=tmp_path / "run"))
     model = trainer.load_initial_model(cfg)
     ids = np.asarray(model.cfg.draft_vocab)
     counts = token_counts(trained_ids(read_records([DATA]), model.tokenizer), model.cfg.vocab_size)
