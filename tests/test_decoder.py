@@ -1,14 +1,18 @@
-"""The decoder's two layer layouts, the KV cache write, and the draft window."""
+"""The decoder's two layer layouts, its kernels, the KV cache write, and the draft window."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pard_jax.models import decoder
+from pard_jax.models import attention, decoder, layers
 from pard_jax.models.cache import LayerCache, init_cache, write
+from pard_jax.models.kernels import Kernels
+from pard_jax.models.layout import stack_layers, unstack_layers
 from pard_jax.speculative.steps import window
 from tests.tiny_models import forward, tiny_config, tiny_params
 
@@ -21,9 +25,9 @@ prefill = jax.jit(decoder.prefill, static_argnums=1, static_argnames="chunk")
 @pytest.mark.parametrize("cfg", CFGS)
 def test_layouts_round_trip_and_agree(cfg):
     params = tiny_params(cfg, seed=0, scale=3.0)
-    per_layer = decoder.unstack_layers(params)
+    per_layer = unstack_layers(params)
     assert sorted(k for k in per_layer if k.startswith("layers")) == [f"layers_{i}" for i in range(cfg.num_layers)]
-    back = decoder.stack_layers(per_layer)
+    back = stack_layers(per_layer)
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), params, back))
     tokens = jax.random.randint(jax.random.key(1), (2, 7), 0, cfg.vocab_size)
     positions = jnp.broadcast_to(jnp.arange(7), (2, 7))
@@ -38,7 +42,7 @@ def test_cached_calls_equal_one_uncached_pass(cfg):
 
     Rows start at different offsets, and a rolled-back write (garbage past the second row's position) must
     not change anything."""
-    params = decoder.unstack_layers(tiny_params(cfg, seed=2, scale=3.0))
+    params = unstack_layers(tiny_params(cfg, seed=2, scale=3.0))
     tokens = jax.random.randint(jax.random.key(3), (2, 11), 0, cfg.vocab_size)
     positions = jnp.broadcast_to(jnp.arange(11), (2, 11))
     want = forward(params, cfg, tokens, positions)
@@ -54,38 +58,46 @@ def test_cached_calls_equal_one_uncached_pass(cfg):
                                rtol=1e-4)
 
 
-def test_attention_over_live_blocks_equals_the_whole_cache(monkeypatch):
+@dataclasses.dataclass(frozen=True)
+class Blocks32(Kernels):
+    """Kernels that read every cache in blocks of 32 positions."""
+
+    def cache_block(self, capacity):
+        return 32
+
+
+def test_attention_over_live_blocks_equals_the_whole_cache():
     """A cache read block by block up to the newest position (long caches) gives the logits of the masked
     product over all of it: rows at different positions, a capacity that is not a multiple of the block (the
     last block overlaps the one before), stale entries past each row's position."""
     cfg = CFGS[1]
-    params = decoder.unstack_layers(tiny_params(cfg, seed=6, scale=3.0))
+    params = unstack_layers(tiny_params(cfg, seed=6, scale=3.0))
     tokens = jax.random.randint(jax.random.key(7), (2, 101), 0, cfg.vocab_size)
     junk = jax.random.randint(jax.random.key(8), (2, 104), 0, cfg.vocab_size)
 
-    def logits():  # capacity 104, blocks of 32: the 4th block starts at 72, overlapping the 3rd
-        # A new function each time, so each patched live_block is traced (jit would reuse the first trace).
-        @jax.jit
-        def run(params, tokens, junk):
-            cache = init_cache(cfg, 2, 104)
-            _, cache = decoder.forward_cached(params, cfg, junk, cache, jnp.array([0, 0]))  # stale everywhere
-            cache = decoder.prefill(params, cfg, tokens[:, :96], cache)
-            return decoder.forward_cached(params, cfg, tokens[:, 96:], cache, jnp.array([96, 37]))[0]
+    @jax.jit(static_argnums=3)
+    def logits(params, tokens, junk, kernels):  # capacity 104, blocks of 32: the 4th starts at 72, overlapping the 3rd
+        cache = init_cache(cfg, 2, 104)
+        _, cache = decoder.forward_cached(params, cfg, junk, cache, jnp.array([0, 0]), kernels=kernels)  # stale
+        cache = decoder.prefill(params, cfg, tokens[:, :96], cache, kernels=kernels)
+        return decoder.forward_cached(params, cfg, tokens[:, 96:], cache, jnp.array([96, 37]), kernels=kernels)[0]
 
-        return run(params, tokens, junk)
-
-    monkeypatch.setattr(decoder, "live_block", lambda capacity: None)
-    whole = logits()
-    monkeypatch.setattr(decoder, "live_block", lambda capacity: 32)
-    blocks = logits()
+    whole = logits(params, tokens, junk, Kernels())
+    blocks = logits(params, tokens, junk, Blocks32(cache_blocks=True))
     np.testing.assert_allclose(np.asarray(blocks), np.asarray(whole), atol=1e-4, rtol=1e-4)
 
 
-def test_a_gpu_reads_every_cache_whole(monkeypatch):
-    """The block loop (a trip count that depends on the data) is for the CPU; a GPU reads whole caches."""
-    assert decoder.live_block(512) == 64  # this CPU: blocks for a 512-position cache
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert [decoder.live_block(c) for c in (128, 512, 1024, 1536, 4096)] == [None] * 5
+def test_kernels_follow_the_platform_asked_for():
+    """The block loop (a trip count that depends on the data) and the few-row products are the CPU's; a GPU or
+    TPU program reads whole caches and takes plain products, whatever machine compiles it."""
+    cpu = Kernels.for_platform("cpu")
+    assert [cpu.cache_block(c) for c in (128, 512, 1024, 1536, 4096)] == [None, 64, 64, None, 512]
+    assert cpu.few_rows(64) and not cpu.few_rows(65)
+    for platform in ("gpu", "cuda", "tpu"):
+        kernels = Kernels.for_platform(platform)
+        assert [kernels.cache_block(c) for c in (128, 512, 1024, 1536, 4096)] == [None] * 5
+        assert not kernels.few_rows(1)
+    assert Kernels.for_devices(jax.devices()).platform == "cpu"
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (2, 1), (1, 3), (2, 5), (16,), (3, 24)])
@@ -96,7 +108,7 @@ def test_few_row_products_equal_the_plain_product(shape):
     w = jnp.asarray(r.standard_normal((48, 40)), jnp.float32)
     for lead in (shape, (72,)):
         x = jnp.asarray(r.standard_normal((*lead, 40)), jnp.float32)
-        got = jax.jit(decoder.out_major_product)(x, w)
+        got = jax.jit(layers.out_major_product, static_argnums=2)(x, w, Kernels.for_platform("cpu"))
         assert got.shape == (*lead, 48)
         np.testing.assert_allclose(np.asarray(got), np.asarray(x) @ np.asarray(w).T, atol=1e-4, rtol=1e-5)
 
@@ -110,7 +122,7 @@ def test_attention_in_query_blocks_equals_the_whole_product():
                 [(2, 3, 2, 21, 8), (2, 3, 21, 8), (2, 3, 21, 8)])
     lower = np.tril(r.random((2, 21, 21)) < 0.5) | np.eye(21, dtype=bool)
     lower[1, 17:] = False  # padding queries: see nothing
-    attend, in_blocks = jax.jit(decoder.attend), jax.jit(decoder.attend_lower_triangular, static_argnums=4)
+    attend, in_blocks = jax.jit(attention.attend), jax.jit(attention.attend_lower_triangular, static_argnums=4)
     whole = np.asarray(attend(qg, k, v, jnp.asarray(lower)))
     blocks = np.asarray(in_blocks(qg, k, v, jnp.asarray(lower), 4))
     np.testing.assert_allclose(blocks[:, :, :, :17], whole[:, :, :, :17], atol=1e-6)
@@ -126,7 +138,7 @@ def test_chunked_prefill_equals_one_shot_prefill(length):
     """A prompt written 8 tokens at a time (one compiled chunk, attending to the cache so far) leaves the same
     cache as one pass, and the next token's logits agree: prompts shorter than, equal to and longer than a chunk."""
     cfg = CFGS[1]
-    params = decoder.unstack_layers(tiny_params(cfg, seed=4, scale=3.0))
+    params = unstack_layers(tiny_params(cfg, seed=4, scale=3.0))
     tokens = jax.random.randint(jax.random.key(5), (2, length + 1), 0, cfg.vocab_size)
     prompt, nxt = tokens[:, :length], tokens[:, length:]
     one = prefill(params, cfg, prompt, init_cache(cfg, 2, 32))
@@ -143,7 +155,7 @@ def test_chunked_prefill_equals_one_shot_prefill(length):
 
 def test_chunked_prefill_needs_whole_chunks():
     cfg = CFGS[0]
-    params = decoder.unstack_layers(tiny_params(cfg, seed=4))
+    params = unstack_layers(tiny_params(cfg, seed=4))
     with pytest.raises(ValueError, match="multiple of the chunk"):
         decoder.prefill(params, cfg, jnp.zeros((1, 12), jnp.int32), init_cache(cfg, 1, 16), chunk=8)
 

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pard_jax.errors import UserError
+from pard_jax.models.kernels import Kernels
 from pard_jax.speculative import generator
 from pard_jax.speculative.generator import Generator, prompt_bucket
 from pard_jax.speculative.loop import DecodeLoop
@@ -22,11 +23,12 @@ CFG = tiny_config()
 TARGET = tiny_params(CFG, 0)
 WEAK_DRAFT = tiny_params(CFG, 1)
 MASK = 3
+CPU = Kernels.for_platform("cpu")  # the kernels generation on this machine uses (few-row products)
 
 
 def run(mode, k, prompts, draft=None, max_new=24, eos=(), batch_size=1, chunk=0, seed=0):
     loop = DecodeLoop(CFG, mode=mode, k=k, draft_cfg=CFG if mode != "ar" else None, mask_id=MASK,
-                      max_new_tokens=max_new, eos_ids=eos)
+                      max_new_tokens=max_new, eos_ids=eos, kernels=CPU)
     gen = Generator(loop, TARGET, draft, batch_size=batch_size, chunk_iterations=chunk)
     return gen.generate(prompts, seed=seed)
 
@@ -140,7 +142,7 @@ def test_mixed_prompt_lengths_in_a_batch_with_chunked_prefill(mode, sampled):
     expected = [r.token_ids for r in run("ar", 0, prompts, max_new=12)]
     sp = SamplingParams(temperature=1.0, top_k=1) if sampled else SamplingParams()
     loop = DecodeLoop(CFG, mode=mode, k=0 if mode == "ar" else 4, draft_cfg=None if mode == "ar" else CFG,
-                      mask_id=MASK, sampling=sp, max_new_tokens=12, prefill_chunk=8)
+                      mask_id=MASK, sampling=sp, max_new_tokens=12, prefill_chunk=8, kernels=CPU)
     got = Generator(loop, TARGET, None if mode == "ar" else WEAK_DRAFT, batch_size=4).generate(prompts, seed=3)
     assert [r.token_ids for r in got] == expected
     assert [r.prompt_tokens for r in got] == [len(p) for p in prompts]

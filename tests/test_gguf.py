@@ -15,7 +15,8 @@ import torch
 import transformers
 
 from pard_jax.models.cache import init_cache
-from pard_jax.models.decoder import forward_cached, unstack_layers
+from pard_jax.models.decoder import forward_cached
+from pard_jax.models.layout import unstack_layers
 from pard_jax.weights.sources import SMOLLM2_ALIAS, load_model, smollm2_gguf_path
 from pard_jax.weights.table import params_to_hf
 from pard_jax.weights.tokenizer import encode_prompt, load_tokenizer

@@ -16,7 +16,7 @@ from flax import traverse_util
 from jax.sharding import SingleDeviceSharding
 
 from pard_jax.errors import UserError
-from pard_jax.models.decoder import unstack_layers
+from pard_jax.models.layout import unstack_layers
 from pard_jax.weights import sources, store, stream, table
 from pard_jax.weights.export import export_hf
 from pard_jax.weights.sources import load_model
@@ -30,7 +30,7 @@ SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from flax import traverse_util
     from jax.sharding import NamedSharding, PartitionSpec as P
-    from pard_jax.models.decoder import unstack_layers
+    from pard_jax.models.layout import unstack_layers
     from pard_jax.weights import store, stream
     from pard_jax.weights.sources import load_model
 

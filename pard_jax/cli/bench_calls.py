@@ -84,7 +84,7 @@ def iteration_ms(loop, target_params, draft_params, prompt) -> float:
 def prefill_ms(params, cfg, tokens, capacity: int, dtype) -> float:
     """Device time of writing a [1, P] prompt into a fresh cache as generation does (chunk by chunk; the best
     of 5, after a warm-up)."""
-    from pard_jax.models import decoder
+    from pard_jax.models import decoder, layout
     from pard_jax.models.cache import init_cache
     from pard_jax.speculative.loop import PREFILL_CHUNK
 
@@ -122,20 +122,20 @@ class Call:
 
 def load_models(args, dtype):
     """(target, draft) as (cfg, per-layer params on the device): loaded, or random with the models' shapes."""
-    from pard_jax.models import decoder
+    from pard_jax.models import decoder, layout
 
     if not args.random_weights:
         from pard_jax.weights.sources import load_model
 
         target = load_model(args.target, dtype=dtype)
         draft = load_model(args.draft, dtype=dtype, num_layers=args.draft_layers, shared_embed=target.params["embed"])
-        return [(m.cfg, jax.device_put(decoder.unstack_layers(m.params))) for m in (target, draft)]
+        return [(m.cfg, jax.device_put(layout.unstack_layers(m.params))) for m in (target, draft)]
     from pard_jax.weights.sources import model_shape
 
     out = []
     for i, cfg in enumerate((model_shape(args.target), model_shape(args.draft, args.draft_layers))):
         init = jax.jit(lambda key, cfg=cfg: jax.tree.map(
-            lambda a: a.astype(dtype), decoder.unstack_layers(decoder.init_params(cfg, key))))
+            lambda a: a.astype(dtype), layout.unstack_layers(decoder.init_params(cfg, key))))
         out.append((cfg, init(jax.random.key(i))))
     return out
 
@@ -164,7 +164,7 @@ def main(argv=None) -> int:
 def bench_calls(args) -> None:
     from pard_jax.dtypes import dtype_of
     from pard_jax.errors import UserError
-    from pard_jax.models import decoder
+    from pard_jax.models import decoder, layout
     from pard_jax.models.cache import init_cache
     from pard_jax.program_cost import accelerator_of
     from pard_jax.speculative import steps

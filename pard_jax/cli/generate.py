@@ -4,6 +4,7 @@ python infer/generate.py [--config CONFIG] [--target SPEC] [--draft SPEC] [--mod
     [-k K] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--batch-size B]
     (--prompt TEXT | --prompts-file FILE) [--no-chat-template] [--json] [--compare-ar]
 python infer/generate.py --config CONFIG --dry-run [--prompt-len N] [--dry-run-layers N] [--no-fit]
+    [--platform cpu|gpu|tpu]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 
 from pard_jax.cli import run_cli
 from pard_jax.errors import UserError
+from pard_jax.models.kernels import PLATFORMS
 from pard_jax.speculative.config import DEFAULT_CONFIG
 from pard_jax.speculative.loop import Mode
 from pard_jax.speculative.prompts import log
@@ -25,7 +27,7 @@ from pard_jax.speculative.prompts import log
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", default=DEFAULT_CONFIG,
-                   help="YAML inference config (default: the packaged one, PARD k=4 with the shipped draft)")
+                   help="YAML inference config (default: the packaged one: PARD with the shipped draft)")
     p.add_argument("--target", help="target model SPEC: HF dir, .gguf file, hub id, or smollm2-135m-instruct")
     p.add_argument("--draft", help="draft model SPEC (modes sd and pard)")
     p.add_argument("--draft-layers", type=int, help="use only the draft's first N layers")
@@ -52,6 +54,9 @@ def parse_args(argv=None):
                    help="read no weights: compile the generation programs from the models' shapes and print memory, "
                         "FLOPs and the batch that fits each accelerator")
     p.add_argument("--prompt-len", type=int, default=512, help="with --dry-run: the prompt bucket (tokens) to compile for")
+    p.add_argument("--platform", choices=PLATFORMS,
+                   help="with --dry-run: compile the programs this platform runs (its kernels; default: this "
+                        "machine's devices); the memory figures stay this machine's compiler's")
     p.add_argument("--dry-run-layers", type=int,
                    help="with --dry-run: compile target and draft with only their first N layers (a quick check)")
     p.add_argument("--no-fit", action="store_true",
@@ -148,7 +153,7 @@ def dry_run(args) -> int:
     from pard_jax.speculative import dry_run as dr
 
     result = dr.dry_run(load_config(args), prompt_len=args.prompt_len, layers=args.dry_run_layers,
-                        fit=not args.no_fit)
+                        fit=not args.no_fit, platform=args.platform)
     print(dr.report(result, layers=args.dry_run_layers), flush=True)
     return 0
 

@@ -13,9 +13,9 @@ speculative decoding rolls back:
   anything reads it.
 
 Each layer's buffers are [B, Hkv, S, Dh], heads-major: each (row, kv head) is one contiguous [S, Dh] matrix,
-so the attention products over the cache are plain batched matrix products (about twice as fast on CPU as
-the sequence-major layout). The layers' buffers are separate arrays (a tuple, not one stacked array), so the
-unrolled decode step updates each in place.
+so the attention products over the cache are plain batched matrix products (faster on CPU than the
+sequence-major layout: docs/kernels.md). The layers' buffers are separate arrays (a tuple, not one stacked
+array), so the unrolled decode step updates each in place.
 """
 
 from __future__ import annotations

@@ -29,6 +29,38 @@ class RopeScaling:
 
 
 @dataclasses.dataclass(frozen=True)
+class Pard2:
+    """A PARD-2 draft's target-dependent input (arXiv 2605.08632): the embedding of the token at position j plus
+    `scale * target_proj(f_{j-1})`, with f_i the concatenation of the target's hidden states at position i
+    from `target_layers` (indices into transformers' hidden-states tuple: embeddings, out of layer 1, ...,
+    out of layer N-1, final_norm(out of layer N)); f_{-1} = 0; mask tokens repeat the last real token's."""
+
+    target_layers: tuple[int, ...]
+    target_dim: int  # len(target_layers) x the target's hidden size
+    scale: float = 0.02
+    proj_bias: bool = False
+
+    @classmethod
+    def from_hf_dict(cls, d: dict[str, Any]) -> "Pard2 | None":
+        if not (d.get("spd_type") == "pard2" or d.get("pard2")):
+            return None
+        layers = d.get("pard2_target_layers", d.get("target_layers"))
+        if not layers:
+            raise UserError("a PARD-2 draft's config.json needs pard2_target_layers (the target layers whose hidden "
+                            "states it reads); add it as the draft was trained, e.g. [-1, -8, -16, -24]")
+        dim = d.get("pard2_target_dim", d.get("pard_target_dim"))
+        if dim is None:
+            raise UserError("a PARD-2 draft's config.json needs pard2_target_dim (its target_proj's input size)")
+        scale = d.get("pard2_scale", d.get("feat_scale", d.get("pard_scale", 0.02)))
+        return cls(tuple(int(i) for i in layers), int(dim), float(scale),
+                   bool(d.get("pard2_proj_bias", d.get("proj_bias", False))))
+
+    def to_hf_dict(self) -> dict[str, Any]:
+        return {"spd_type": "pard2", "pard2": True, "pard2_target_layers": list(self.target_layers),
+                "pard2_target_dim": self.target_dim, "pard2_scale": self.scale, "pard2_proj_bias": self.proj_bias}
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """One decoder covers Llama, Qwen2 and Qwen3 through these fields (hashable: usable as a jit static)."""
 
@@ -55,6 +87,7 @@ class ModelConfig:
     # A draft whose output layer covers only these target ids (a sub-vocabulary, FR-Spec): its logits are
     # [..., len(draft_vocab)] over them, computed with the `draft_head` parameter. None: the whole vocabulary.
     draft_vocab: tuple[int, ...] | None = None
+    pard2: Pard2 | None = None  # a PARD-2 draft: it can read the target's hidden states
 
     @property
     def model_type(self) -> str:
@@ -104,6 +137,7 @@ class ModelConfig:
             eos_token_ids=eos_ids,
             pard_token=d.get("pard_token"),
             draft_vocab=_draft_vocab(d.get("draft_vocab"), d["vocab_size"]),
+            pard2=Pard2.from_hf_dict(d),
             **{**implied, **explicit},
         )
 
@@ -140,6 +174,8 @@ class ModelConfig:
             d["spd_type"] = "pard"
         if self.draft_vocab is not None:
             d["draft_vocab"] = list(self.draft_vocab)
+        if self.pard2 is not None:
+            d.update(self.pard2.to_hf_dict())
         implied = _implied_layout(self.architecture, d)
         for k in _EXPLICIT:
             if getattr(self, k) != implied[k]:

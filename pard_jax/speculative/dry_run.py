@@ -19,7 +19,9 @@ from pard_jax import program_cost
 from pard_jax.dtypes import dtype_of
 from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig
-from pard_jax.models.decoder import init_params, unstack_layers
+from pard_jax.models.decoder import init_params
+from pard_jax.models.kernels import Kernels
+from pard_jax.models.layout import unstack_layers
 from pard_jax.program_cost import ProgramMemory, RowFit, fit_table, fmt_bytes, fmt_flops
 from pard_jax.speculative import placement
 from pard_jax.speculative.config import InferConfig, validate
@@ -98,13 +100,16 @@ def decode_loop(c: InferConfig, layers: int | None = None) -> DecodeLoop:
 
 
 def dry_run(c: InferConfig, *, prompt_len: int = DEFAULT_PROMPT_LEN, layers: int | None = None,
-            fit: bool = True) -> InferDryRun:
+            fit: bool = True, platform: str | None = None) -> InferDryRun:
     """Compile the config's generation programs for prompts of `prompt_len` tokens without weights, and measure
-    them. `fit` compiles them again at twice the batch to measure the cost of a row."""
+    them. `fit` compiles them again at twice the batch to measure the cost of a row. `platform` (cpu, gpu, tpu;
+    default: the devices') chooses the kernels: the programs compiled are the ones that platform runs."""
     if prompt_len < 1:
         raise UserError(f"--prompt-len must be at least 1, got {prompt_len}")
     mesh = placement.make_mesh(c.mesh)
-    loop = decode_loop(c, layers)
+    devices = mesh.devices.flat if mesh is not None else jax.devices()
+    kernels = Kernels.for_platform(platform) if platform else Kernels.for_devices(devices)
+    loop = dataclasses.replace(decode_loop(c, layers), kernels=kernels)
     if mesh is not None:
         loop = placement.on_mesh(loop)
     loop.check_context(prompt_len, c.max_cache_len, shorten="--prompt-len")
@@ -148,6 +153,7 @@ def report(r: InferDryRun, layers: int | None = None) -> str:
         f"decoding    mode {c.mode}" + (f", k={c.k}" if c.mode.uses_draft else "") + f", {c.dtype}, batch "
         f"{r.batch}, prompts of {r.prompt_len} tokens + {c.max_new_tokens} new: {r.capacity} cache "
         "entries per row",
+        f"kernels     {loop.kernels.describe()}",
         f"compiled    start and run in {r.compile_seconds:.1f} s"
         + (f" (and at twice the batch in {r.fit_compile_seconds:.1f} s, for the fit below)" if r.fit else ""),
         "per device (parameters and KV caches: their shards; the rest: the compiled programs' memory analysis)",

@@ -21,14 +21,14 @@ from jax.sharding import Mesh
 from pard_jax import sharding
 from pard_jax.errors import UserError
 from pard_jax.models.cache import bytes_per_position
-from pard_jax.models.decoder import unstack_layers
+from pard_jax.models.layout import unstack_layers
 from pard_jax.speculative import placement
 from pard_jax.speculative.loop import DecodeLoop, LoopState, Mode, run_jit, start_jit
 
 MIN_PROMPT_BUCKET = 32
 # Sampling keys use XLA's RngBitGenerator ("rbg") rather than threefry: the decode loop draws random numbers
-# for every row and draft position, and threefry's hash compiles to many ops (a sampling program compiled in
-# 6.4 s with threefry, 2.3 s with rbg, on CPU); the draws are as good, though not the same numbers.
+# for every row and draft position, and threefry's hash compiles to many ops (docs/kernels.md); the draws are
+# as good, though not the same numbers.
 PRNG_IMPL = "rbg"
 
 
@@ -172,7 +172,7 @@ class Generator:
     programs_compiled: int = 0
 
     def __post_init__(self):
-        # Decoding reads each layer's weights from a buffer of its own (see models.decoder.Decoder).
+        # Decoding reads each layer's weights from a buffer of its own (see models.layout).
         self.target_params = self._place(self.target_params, placement.TARGET_RULES)
         if self.draft_params is not None:
             self.draft_params = self._place(self.draft_params, placement.DRAFT_RULES)

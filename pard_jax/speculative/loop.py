@@ -23,6 +23,7 @@ from pard_jax.errors import UserError
 from pard_jax.models import decoder
 from pard_jax.models.cache import KVCache, init_cache
 from pard_jax.models.config import ModelConfig
+from pard_jax.models.kernels import PLAIN, Kernels
 from pard_jax.speculative import steps
 from pard_jax.speculative.sampling import SamplingParams, probabilities
 
@@ -57,6 +58,7 @@ class LoopState:
     done: jax.Array  # [B] bool
     target_cache: KVCache
     draft_cache: KVCache | None
+    features: jax.Array | None  # [B, k+1, F]: a PARD-2 draft's recent target features (`steps.advance_features`)
     key: jax.Array
     target_calls: jax.Array  # [B] verify calls while the row was active
     accepted_at: jax.Array  # [B, max(k, 1)] iterations in which draft position i was accepted
@@ -81,6 +83,10 @@ class DecodeLoop:
     eos_ids: tuple[int, ...] = ()
     dtype: Any = jnp.float32
     prefill_chunk: int = PREFILL_CHUNK  # prompt tokens written per prefill step (bounds attention memory)
+    # The kernels of the platform the program is compiled for (`Kernels.for_devices` / `for_platform`).
+    kernels: Kernels = PLAIN
+    # PARD-2's target-dependent drafting: the draft reads the target's hidden states (draft_cfg.pard2).
+    target_dependent: bool = False
     # Logical-axis rules of each model's activations and cache on the generation mesh (speculative.placement);
     # empty: one device, no constraints.
     target_rules: tuple = ()
@@ -88,6 +94,14 @@ class DecodeLoop:
 
     def __post_init__(self):
         object.__setattr__(self, "mode", Mode.parse(self.mode))
+        if self.target_dependent and (self.mode is not Mode.PARD or self.draft_cfg is None
+                                      or self.draft_cfg.pard2 is None):
+            raise UserError("target-dependent drafting needs --mode pard and a PARD-2 draft (one with target_proj)")
+
+    @property
+    def feature_layers(self) -> tuple[int, ...]:
+        """The target hidden states the draft reads (empty unless target-dependent)."""
+        return self.draft_cfg.pard2.target_layers if self.target_dependent else ()
 
     @property
     def draft_len(self) -> int:
@@ -115,10 +129,12 @@ class DecodeLoop:
         with nn.logical_axis_rules(self.draft_rules):
             d = steps.draft(draft_params, self.draft_cfg, state.draft_cache, state.seq, state.last,
                             k=self.draft_len, parallel=self.mode is Mode.PARD, mask_id=self.mask_id,
-                            vocab=self.target_cfg.vocab_size, sp=self.sampling, key=k_draft, dtype=self.dtype)
+                            vocab=self.target_cfg.vocab_size, sp=self.sampling, key=k_draft, dtype=self.dtype,
+                            kernels=self.kernels, features=state.features)
         with nn.logical_axis_rules(self.target_rules):
-            logits, target_cache = steps.verify(target_params, self.target_cfg, state.seq, state.last, d.tokens,
-                                                state.target_cache, dtype=self.dtype)
+            logits, target_cache, *verified = steps.verify(
+                target_params, self.target_cfg, state.seq, state.last, d.tokens, state.target_cache,
+                dtype=self.dtype, kernels=self.kernels, feature_layers=self.feature_layers)
         if self.sampling.greedy:
             n, nxt = steps.accept_greedy(d.tokens, logits)
         else:
@@ -126,8 +142,14 @@ class DecodeLoop:
         c = steps.commit(state.seq, state.prompt_len, state.last, state.done, d.tokens, n, nxt,
                          max_new_tokens=self.max_new_tokens, eos_ids=self.eos_ids)
         k = d.tokens.shape[1]
+        features = state.features
+        if self.target_dependent:
+            with nn.logical_axis_rules(self.target_rules):
+                features = nn.with_logical_constraint(
+                    steps.advance_features(features, verified[0], c.last - state.last), ("batch", None, None))
         return state.replace(
             seq=c.seq, last=c.last, done=c.done, key=key, target_cache=target_cache, draft_cache=d.cache,
+            features=features,
             target_calls=state.target_calls + (~state.done).astype(jnp.int32),
             accepted_at=state.accepted_at.at[:, :k].add(c.accepted.astype(jnp.int32)),
             iteration=state.iteration + 1)
@@ -135,7 +157,8 @@ class DecodeLoop:
     def _prefill(self, params, cfg: ModelConfig, rules: tuple, prompts: jax.Array, capacity: int) -> KVCache:
         with nn.logical_axis_rules(rules):
             cache = init_cache(cfg, prompts.shape[0], capacity, self.dtype)
-            return decoder.prefill(params, cfg, prompts, cache, chunk=self.prefill_chunk, dtype=self.dtype)
+            return decoder.prefill(params, cfg, prompts, cache, chunk=self.prefill_chunk, dtype=self.dtype,
+                                   kernels=self.kernels)
 
     # ---- jitted programs (`start_jit`, `run_jit`) -------------------------------------------------------
     def start(self, target_params, draft_params, prompts: jax.Array, prompt_len: jax.Array, done: jax.Array,
@@ -144,12 +167,21 @@ class DecodeLoop:
         B, P = prompts.shape
         C = self.capacity(P)
         seq = jnp.zeros((B, C), jnp.int32).at[:, :P].set(prompts)
-        target_cache = self._prefill(target_params, self.target_cfg, self.target_rules, prompts, C)
+        features = None
+        if self.target_dependent:  # f at positions last-k-1 .. last-1, last = prompt_len - 1
+            with nn.logical_axis_rules(self.target_rules):
+                cache = init_cache(self.target_cfg, B, C, self.dtype)
+                target_cache, features = decoder.prefill(
+                    target_params, self.target_cfg, prompts, cache, chunk=self.prefill_chunk, dtype=self.dtype,
+                    kernels=self.kernels, feature_layers=self.feature_layers, keep_from=prompt_len - self.k - 2,
+                    keep=self.k + 1)
+        else:
+            target_cache = self._prefill(target_params, self.target_cfg, self.target_rules, prompts, C)
         draft_cache = None
         if self.mode.uses_draft:
             draft_cache = self._prefill(draft_params, self.draft_cfg, self.draft_rules, prompts, C)
         return LoopState(seq=seq, prompt_len=prompt_len, last=prompt_len - 1, done=done,
-                         target_cache=target_cache, draft_cache=draft_cache, key=key,
+                         target_cache=target_cache, draft_cache=draft_cache, features=features, key=key,
                          target_calls=jnp.zeros((B,), jnp.int32),
                          accepted_at=jnp.zeros((B, max(self.draft_len, 1)), jnp.int32),
                          iteration=jnp.zeros((), jnp.int32))

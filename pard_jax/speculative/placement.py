@@ -95,12 +95,13 @@ def _logical_axes_by_path() -> dict[str, P]:
     ("embed", "layers/attn/q_proj/kernel" for every layer), read from two small one-layer configs that have every
     optional parameter between them."""
     from pard_jax.models.decoder import param_logical_axes
+    from pard_jax.models.layout import Layout
 
     full = ModelConfig("LlamaForCausalLM", 8, 8, 8, 1, 1, 1, 8, qkv_bias=True, o_bias=True, mlp_bias=True,
                        qk_norm=True)
     out = {}
     for cfg in (full, dataclasses.replace(full, draft_vocab=(0,))):
-        for path, spec in traverse_util.flatten_dict(param_logical_axes(cfg, scan=False), sep="/").items():
+        for path, spec in traverse_util.flatten_dict(param_logical_axes(cfg, Layout.PER_LAYER), sep="/").items():
             out[path.replace("layers_0/", "layers/")] = spec
     return out
 

@@ -8,6 +8,7 @@ import jax
 
 from pard_jax.dtypes import dtype_of
 from pard_jax.errors import UserError
+from pard_jax.models.kernels import Kernels
 from pard_jax.speculative import placement
 from pard_jax.speculative.config import InferConfig, validate
 from pard_jax.speculative.generator import Generator
@@ -98,7 +99,8 @@ def build(c: InferConfig) -> Pipeline:
         check_mask_token(mask_id, draft.cfg.vocab_size, tokenizer, eos)
     loop = DecodeLoop(target.cfg, mode=c.mode, k=c.k if c.mode.uses_draft else 0,
                       draft_cfg=draft.cfg if draft else None, mask_id=mask_id, sampling=sp,
-                      max_new_tokens=c.max_new_tokens, eos_ids=eos, dtype=dtype, prefill_chunk=c.prefill_chunk)
+                      max_new_tokens=c.max_new_tokens, eos_ids=eos, dtype=dtype, prefill_chunk=c.prefill_chunk,
+                      kernels=Kernels.for_devices(mesh.devices.flat if mesh is not None else jax.devices()))
     gen = Generator(loop, target.params, draft.params if draft else None, batch_size=c.batch_size,
                     max_cache_len=c.max_cache_len,
                     cache_memory_gb=c.cache_memory_gb, mesh=mesh)

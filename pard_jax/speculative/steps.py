@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from pard_jax.models import decoder
 from pard_jax.models.cache import KVCache
 from pard_jax.models.config import ModelConfig
+from pard_jax.models.kernels import PLAIN, Kernels
 from pard_jax.speculative.sampling import SamplingParams, probabilities, sample
 
 # ----------------------------------------------------------------------------------------------- 1. draft
@@ -73,33 +74,64 @@ def choose(key: jax.Array, logits: jax.Array, sp: SamplingParams) -> tuple[jax.A
     return sample(key, probs), probs
 
 
+def window_features(features: jax.Array, last: jax.Array, start: jax.Array, width: int) -> jax.Array:
+    """A PARD-2 draft window's target features [B, width, F] from a row's recent features [B, k+1, F].
+
+    features[b, i] is f at position last[b] - k - 1 + i (the target's hidden states; zeros before position 0).
+    The window token at position p <= last reads f_{p-1}; each mask token (p > last) repeats the last real
+    token's, f_{last-1}.
+    """
+    k = features.shape[1] - 1
+    p = start[:, None] + jnp.arange(width, dtype=jnp.int32)[None, :]
+    index = jnp.minimum(p - last[:, None] + k, k)
+    return jnp.take_along_axis(features, index[..., None], axis=1)
+
+
+def advance_features(features: jax.Array, verified: jax.Array, count: jax.Array) -> jax.Array:
+    """The recent features after an iteration committed `count` [B] tokens.
+
+    features [B, k+1, F] are f at positions last-k-1 .. last-1; verified [B, k+1, F] the verify pass's hidden
+    states at positions last .. last+k (the newest committed token and the draft tokens: those up to the
+    new `last` - 1 are committed ones). The result covers new_last-k-1 .. new_last-1, new_last = last + count.
+    """
+    both = jnp.concatenate([features, verified.astype(features.dtype)], axis=1)  # last-k-1 .. last+k
+    width = features.shape[1]
+    return jax.vmap(lambda row, s: jax.lax.dynamic_slice_in_dim(row, s, width, axis=0))(both, count)
+
+
 def pard_draft(params, cfg: ModelConfig, cache: KVCache, seq: jax.Array, last: jax.Array, *, k: int,
-               mask_id: int, vocab: int, sp: SamplingParams, key: jax.Array, dtype=jnp.float32) -> Draft:
+               mask_id: int, vocab: int, sp: SamplingParams, key: jax.Array, dtype=jnp.float32,
+               kernels: Kernels = PLAIN, features: jax.Array | None = None) -> Draft:
     """k draft tokens in ONE forward pass: [... x_last, m, m, ..., m] with k-1 mask tokens.
 
     The output at x_last predicts the next token; the output at the j-th mask the token j+1 ahead.
-    The masks' cache entries lie past the committed tokens and are overwritten later.
+    The masks' cache entries lie past the committed tokens and are overwritten later. `features`: a PARD-2
+    draft's recent target features (`window_features`); None drafts target-independently.
     """
     tokens, start = window(seq, last, 2 * k, k, mask_id)
     at = (last - start)[:, None] + jnp.arange(k, dtype=jnp.int32)[None, :]
-    logits, cache = decoder.forward_cached(params, cfg, tokens, cache, start, dtype=dtype, logits_at=at)
+    if features is not None:
+        features = window_features(features, last, start, 2 * k)
+    logits, cache = decoder.forward_cached(params, cfg, tokens, cache, start, dtype=dtype, logits_at=at,
+                                           kernels=kernels, features=features)
     d, q = choose(key, target_logits(logits, cfg, vocab), sp)
     return Draft(d, q, cache)
 
 
 def ar_draft(params, cfg: ModelConfig, cache: KVCache, seq: jax.Array, last: jax.Array, *, k: int,
-             vocab: int, sp: SamplingParams, key: jax.Array, dtype=jnp.float32) -> Draft:
+             vocab: int, sp: SamplingParams, key: jax.Array, dtype=jnp.float32, kernels: Kernels = PLAIN) -> Draft:
     """k draft tokens from k autoregressive steps of the draft (vanilla speculative decoding)."""
     keys = jax.random.split(key, k)
     tokens, start = window(seq, last, k + 1, k, 0)
     logits, cache = decoder.forward_cached(params, cfg, tokens, cache, start, dtype=dtype,
-                                           logits_at=(last - start)[:, None])
+                                           logits_at=(last - start)[:, None], kernels=kernels)
     d0, q0 = choose(keys[0], target_logits(logits[:, 0], cfg, vocab), sp)
 
     def step(carry, xs):
         token, cache = carry
         j, step_key = xs
-        logits, cache = decoder.forward_cached(params, cfg, token[:, None], cache, last + j, dtype=dtype)
+        logits, cache = decoder.forward_cached(params, cfg, token[:, None], cache, last + j, dtype=dtype,
+                                               kernels=kernels)
         d, q = choose(step_key, target_logits(logits[:, 0], cfg, vocab), sp)
         return (d, cache), (d, q)
 
@@ -110,14 +142,16 @@ def ar_draft(params, cfg: ModelConfig, cache: KVCache, seq: jax.Array, last: jax
 
 
 def draft(params, cfg: ModelConfig | None, cache: KVCache | None, seq: jax.Array, last: jax.Array, *, k: int,
-          parallel: bool, mask_id: int, vocab: int, sp: SamplingParams, key: jax.Array, dtype=jnp.float32) -> Draft:
-    """Step 1: k draft tokens by PARD (`parallel`) or by k autoregressive draft steps; k = 0 drafts nothing."""
+          parallel: bool, mask_id: int, vocab: int, sp: SamplingParams, key: jax.Array, dtype=jnp.float32,
+          kernels: Kernels = PLAIN, features: jax.Array | None = None) -> Draft:
+    """Step 1: k draft tokens by PARD (`parallel`, target-dependent with `features`) or by k autoregressive
+    draft steps; k = 0 drafts nothing."""
     if k == 0:
         B = seq.shape[0]
         return Draft(jnp.zeros((B, 0), jnp.int32), jnp.zeros((B, 0, vocab), jnp.float32), cache)
-    kw = dict(k=k, vocab=vocab, sp=sp, key=key, dtype=dtype)
+    kw = dict(k=k, vocab=vocab, sp=sp, key=key, dtype=dtype, kernels=kernels)
     if parallel:
-        return pard_draft(params, cfg, cache, seq, last, mask_id=mask_id, **kw)
+        return pard_draft(params, cfg, cache, seq, last, mask_id=mask_id, features=features, **kw)
     return ar_draft(params, cfg, cache, seq, last, **kw)
 
 
@@ -125,12 +159,14 @@ def draft(params, cfg: ModelConfig | None, cache: KVCache | None, seq: jax.Array
 
 
 def verify(params, cfg: ModelConfig, seq: jax.Array, last: jax.Array, draft_tokens: jax.Array, cache: KVCache, *,
-           dtype=jnp.float32) -> tuple[jax.Array, KVCache]:
+           dtype=jnp.float32, kernels: Kernels = PLAIN, feature_layers: tuple[int, ...] = ()):
     """Step 2: target logits [B, k+1, V] for the newest committed token seq[b, last[b]] followed by the draft
-    tokens [B, k], written into the target cache at `last` (which rolls back whatever was rejected before)."""
+    tokens [B, k], written into the target cache at `last` (which rolls back whatever was rejected before).
+    Returns (logits, cache), and with `feature_layers` (a PARD-2 draft's) the hidden features [B, k+1, F] too."""
     last_token = jnp.take_along_axis(seq, last[:, None], axis=1)
     tokens = jnp.concatenate([last_token, draft_tokens], axis=1)  # [B, k+1]
-    return decoder.forward_cached(params, cfg, tokens, cache, last, dtype=dtype)
+    return decoder.forward_cached(params, cfg, tokens, cache, last, dtype=dtype, kernels=kernels,
+                                  feature_layers=feature_layers)
 
 
 # ---------------------------------------------------------------------------------------------- 3. accept

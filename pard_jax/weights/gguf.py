@@ -139,7 +139,7 @@ def _rope_scaling(reader, arch: str, cfg: ModelConfig, tensors: dict, path: str)
             raise UserError(f"the GGUF file {path} uses RoPE scaling {kind!r}, which is not supported; "
                             "use a model without it or its HF checkpoint")
         return None
-    from pard_jax.models.decoder import rope_inv_freq
+    from pard_jax.models.rope import rope_inv_freq
 
     factors = dequantize(tensors["rope_freqs.weight"]).reshape(-1)
     plain = rope_inv_freq(cfg)

@@ -20,7 +20,7 @@ import numpy as np
 from flax import traverse_util
 
 from pard_jax.models.config import ModelConfig
-from pard_jax.models.decoder import out_major
+from pard_jax.models.layout import out_major
 from pard_jax.weights import hf, sources, store, table
 from pard_jax.weights.sources import LoadedModel
 from pard_jax.weights.table import EMBED_ROW_IDS, EMBED_ROWS, expected_shapes

@@ -212,7 +212,7 @@ def hf_to_params(cfg: ModelConfig, names: Iterable[str], get: Callable[[str], np
 
 def params_to_hf(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
     """The inverse of `hf_to_params`: {HF tensor name: numpy array (HF layout)}. Either layer layout."""
-    from pard_jax.models.decoder import stack_layers
+    from pard_jax.models.layout import stack_layers
 
     flat = {k: np.asarray(jax.device_get(v))
             for k, v in traverse_util.flatten_dict(stack_layers(params), sep="/").items()}
