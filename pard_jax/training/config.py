@@ -43,6 +43,23 @@ class PardSection:
 
 
 @dataclasses.dataclass
+class Pard2Section:
+    """PARD-2 (arXiv 2605.08632): a draft that can also read the frozen target's hidden states, trained with
+    distillation and CAT weights. `target` unset: plain PARD training."""
+
+    target: str | None = None  # the frozen target model SPEC whose features and logits the draft learns from
+    target_layers: list[int] = dataclasses.field(default_factory=lambda: [-1, -8, -16, -24])  # transformers' indices
+    scale: float = 0.02  # the projected features' scale in the draft's input
+    proj_bias: bool = False
+    ce_alpha: float = 0.1  # loss = ce_alpha x CE + kd_alpha x KL(target || draft)
+    kd_alpha: float = 1.0
+    kd_temperature: float = 1.0
+    feature_dropout: float = 0.2  # the fraction of sequences trained without features (target_feat_mask)
+    cat: bool = True  # weight each token by CAT, the target's probability of reaching it (prev_prob_loss)
+    base_length: int | None = None  # real tokens per packed row the target runs on; default row_length // 2
+
+
+@dataclasses.dataclass
 class DataSection:
     paths: list[str] = dataclasses.field(default_factory=list)  # .jsonl (conversations, pairs or text) or .txt
     chat_template: bool = True  # format conversations with the tokenizer's chat template
@@ -96,6 +113,7 @@ class TrainConfig:
     run_dir: str = "runs/default"  # checkpoints, metrics.jsonl and the run's config
     model: ModelSection = dataclasses.field(default_factory=ModelSection)
     pard: PardSection = dataclasses.field(default_factory=PardSection)
+    pard2: Pard2Section = dataclasses.field(default_factory=Pard2Section)
     data: DataSection = dataclasses.field(default_factory=DataSection)
     optimizer: OptimizerSection = dataclasses.field(default_factory=OptimizerSection)
     mesh: MeshSection = dataclasses.field(default_factory=MeshSection)
@@ -127,6 +145,17 @@ def validate_static(cfg: TrainConfig) -> None:
         raise UserError(f"model.draft_vocab must be a positive number of ids, got {cfg.model.draft_vocab}")
     if cfg.pard.mask_token_id is None:
         raise UserError("set pard.mask_token_id to a reserved token id of the model's vocabulary")
+    p2 = cfg.pard2
+    if p2.target is not None:
+        if not p2.target_layers:
+            raise UserError("pard2.target_layers must name at least one target hidden state, e.g. [-1, -8, -16, -24]")
+        if not 0.0 <= p2.feature_dropout < 1.0:
+            raise UserError(f"pard2.feature_dropout must lie in [0, 1), got {p2.feature_dropout}")
+        if p2.kd_temperature <= 0 or p2.ce_alpha < 0 or p2.kd_alpha < 0 or p2.ce_alpha + p2.kd_alpha == 0:
+            raise UserError("pard2.kd_temperature must be positive and ce_alpha, kd_alpha non-negative, not both 0")
+        if p2.base_length is not None and not 1 <= p2.base_length <= cfg.data.row_length:
+            raise UserError(f"pard2.base_length must lie in 1..data.row_length={cfg.data.row_length}, "
+                            f"got {p2.base_length}")
     if not cfg.data.paths:
         raise UserError("set data.paths to one or more .jsonl/.txt training files")
     if cfg.data.max_length < 2:

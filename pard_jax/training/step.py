@@ -21,44 +21,65 @@ from pard_jax import sharding
 from pard_jax.models import masks
 from pard_jax.models.config import ModelConfig
 from pard_jax.models.decoder import forward
+from pard_jax.training import pard2
 
 # Packed PARD rows let no token see a later one (block 0 of an example precedes its mask blocks, each in
 # position order: `training.cod.kept_tokens`), so attention runs QUERY_BLOCK queries at a time over the keys
-# up to each block's end. On 2 CPU cores, 4 x 1024-token rows of the 4-layer SmolLM2 draft, the two run
-# alternately in one process: 10.4 s per step (median) with whole [T, T] scores, 7.1 s in 256-query blocks;
-# blocks of 128 or 512 queries were no faster than 256 (measured alone, noisier).
+# up to each block's end, skipping the upper triangle of scores (docs/kernels.md).
 QUERY_BLOCK = 256
 
 
-def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], k: int, *, dtype=jnp.float32,
-              remat: bool = False, query_block: int | None = QUERY_BLOCK) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Summed cross-entropy over labelled tokens of a [B, T] batch, and counts for metrics.
+def head_labels(cfg: ModelConfig, labels: jax.Array) -> jax.Array:
+    """Labels as indices of the model's output layer: a sub-vocabulary head predicts indices into
+    cfg.draft_vocab, and other targets, which it cannot propose, carry no loss (-1)."""
+    if cfg.draft_vocab is None:
+        return labels
+    index = jnp.full((cfg.vocab_size,), -1, jnp.int32).at[jnp.asarray(cfg.draft_vocab)].set(
+        jnp.arange(len(cfg.draft_vocab), dtype=jnp.int32))
+    return jnp.where(labels >= 0, index[jnp.maximum(labels, 0)], -1)
 
-    Returns (loss_sum, stats) with stats: tokens (labelled tokens), correct_by_block / count_by_block [k]
-    (argmax hits and labelled tokens per block; block j's ratio is the draft's hit rate at position j+1),
-    positions (real sequence tokens: block 0, not padding), kept (all non-padding tokens).
+
+def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], k: int, *, dtype=jnp.float32,
+              remat: bool = False, query_block: int | None = QUERY_BLOCK, target_params=None,
+              objective: pard2.Objective | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Summed loss over labelled tokens of a [B, T] batch, and counts for metrics.
+
+    PARD: cross-entropy. PARD-2 (`objective`, with the frozen target's `target_params`): ce_alpha x CE +
+    kd_alpha x KL(target || draft), each token weighted by CAT (`training.pard2`).
+
+    Returns (loss_sum, stats) with stats: weight (what the loss is a mean over: labelled tokens, or their CAT
+    weights), tokens (labelled tokens), ce / kd (weighted sums of each term), correct_by_block /
+    count_by_block [k] (argmax hits and labelled tokens per block; block j's ratio is the draft's hit rate at
+    position j+1), positions (real sequence tokens: block 0, not padding), kept (all non-padding tokens).
     Sums, not means, so that micro-batches and devices add up exactly.
     """
     mask = masks.pard_attention_mask(batch["segments"], batch["blocks"], batch["anchors"], batch["positions"])
+    features = teacher = None
+    if objective is not None:
+        features, teacher, cat = pard2.target_signals(target_params, objective, batch, cfg.pard2.target_layers,
+                                                      dtype=dtype, query_block=query_block, vocab=cfg.draft_vocab)
     logits = forward(params, cfg, batch["tokens"], batch["positions"], new_mask=mask, dtype=dtype, remat=remat,
-                     query_block=query_block)
-    labels = batch["labels"]
-    if cfg.draft_vocab is not None:
-        # A sub-vocabulary head predicts indices into cfg.draft_vocab; other targets cannot be proposed and
-        # carry no loss.
-        index = jnp.full((cfg.vocab_size,), -1, jnp.int32).at[jnp.asarray(cfg.draft_vocab)].set(
-            jnp.arange(len(cfg.draft_vocab), dtype=jnp.int32))
-        labels = jnp.where(labels >= 0, index[jnp.maximum(labels, 0)], -1)
+                     query_block=query_block, features=features)
+    labels = head_labels(cfg, batch["labels"])
     valid = labels >= 0
-    safe = jnp.where(valid, labels, 0)
-    logz = jax.nn.logsumexp(logits, axis=-1)
-    picked = jnp.take_along_axis(logits, safe[..., None], axis=-1)[..., 0]
-    loss_sum = jnp.sum(jnp.where(valid, logz - picked, 0.0))
+    if objective is None:
+        weight = valid.astype(jnp.float32)
+        ce = jnp.where(valid, jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(
+            logits, jnp.where(valid, labels, 0)[..., None], axis=-1)[..., 0], 0.0)
+        kd = jnp.zeros_like(ce)
+        loss_sum = jnp.sum(ce)
+    else:
+        weight = jnp.where(valid, cat, 0.0)
+        ce, kd = pard2.token_losses(logits, teacher, labels, objective.kd_temperature)
+        loss_sum = jnp.sum(weight * (objective.ce_alpha * ce + objective.kd_alpha * kd))
     hit = (jnp.argmax(logits, axis=-1) == labels) & valid
     onehot = jax.nn.one_hot(batch["blocks"], k, dtype=jnp.float32)  # [B, T, k]
     real = batch["segments"] > 0
     stats = {
+        "weight": jnp.sum(weight),
         "tokens": jnp.sum(valid.astype(jnp.float32)),
+        "ce": jnp.sum(weight * ce),
+        "kd": jnp.sum(weight * kd),
         "correct_by_block": jnp.einsum("btk,bt->k", onehot, hit.astype(jnp.float32)),
         "count_by_block": jnp.einsum("btk,bt->k", onehot, valid.astype(jnp.float32)),
         "positions": jnp.sum((real & (batch["blocks"] == 0)).astype(jnp.float32)),
@@ -68,9 +89,11 @@ def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], k: int, *, 
 
 
 def summarize(loss_sum, stats) -> dict[str, jax.Array]:
-    """Sums -> metrics: loss (mean per labelled token), accuracy_by_block [k], and the counts."""
+    """Sums -> metrics: loss (the weighted mean), ce and kd (weighted means of each term), accuracy_by_block
+    [k], and the counts."""
+    weight = jnp.maximum(stats["weight"], 1e-6)
     return {
-        "loss": loss_sum / jnp.maximum(stats["tokens"], 1.0),
+        "loss": loss_sum / weight, "ce": stats["ce"] / weight, "kd": stats["kd"] / weight,
         "accuracy_by_block": stats["correct_by_block"] / jnp.maximum(stats["count_by_block"], 1.0),
         "tokens": stats["tokens"], "positions": stats["positions"], "kept": stats["kept"],
     }
@@ -143,10 +166,12 @@ def batch_sharding(mesh: Mesh, rules=sharding.LOGICAL_AXIS_RULES) -> NamedShardi
 
 
 def grads_and_stats(params, cfg: ModelConfig, batch, k: int, *, dtype, remat: bool,
-                    frozen: tuple[str, ...] = (), embed_rows: tuple[int, ...] = ()):
+                    frozen: tuple[str, ...] = (), embed_rows: tuple[int, ...] = (), target_params=None,
+                    objective: pard2.Objective | None = None):
     """Gradient of the summed loss and the stats, accumulated over the leading micro-batch axis [A, B, T]."""
     def loss(p, batch):
-        return loss_sums(stop_frozen(p, frozen, embed_rows), cfg, batch, k, dtype=dtype, remat=remat)
+        return loss_sums(stop_frozen(p, frozen, embed_rows), cfg, batch, k, dtype=dtype, remat=remat,
+                         target_params=target_params, objective=objective)
     grad_fn = jax.value_and_grad(loss, has_aux=True)
 
     def micro(carry, mb):
@@ -154,7 +179,7 @@ def grads_and_stats(params, cfg: ModelConfig, batch, k: int, *, dtype, remat: bo
         (loss, stats), g = grad_fn(params, batch=mb)
         return (jax.tree.map(jnp.add, g_acc, g), loss_acc + loss, jax.tree.map(jnp.add, s_acc, stats)), None
 
-    zeros_stats = {"tokens": 0.0, "positions": 0.0, "kept": 0.0,
+    zeros_stats = {"weight": 0.0, "tokens": 0.0, "ce": 0.0, "kd": 0.0, "positions": 0.0, "kept": 0.0,
                    "correct_by_block": jnp.zeros(k), "count_by_block": jnp.zeros(k)}
     zeros_stats = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), zeros_stats)
     init = (jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32), zeros_stats)
@@ -162,16 +187,19 @@ def grads_and_stats(params, cfg: ModelConfig, batch, k: int, *, dtype, remat: bo
     return grads, loss_sum, stats
 
 
-def train_step(params, opt_state, batch, *, cfg: ModelConfig, optimizer: optax.GradientTransformation,
-               k: int, dtype=jnp.float32, remat: bool = False, frozen: tuple[str, ...] = (),
-               embed_rows: tuple[int, ...] = ()):
-    """One optimizer step on a [A, B, T] batch: the mean loss over all its labelled tokens.
+def train_step(params, opt_state, batch, target_params=None, *, cfg: ModelConfig,
+               optimizer: optax.GradientTransformation, k: int, dtype=jnp.float32, remat: bool = False,
+               frozen: tuple[str, ...] = (), embed_rows: tuple[int, ...] = (),
+               objective: pard2.Objective | None = None):
+    """One optimizer step on a [A, B, T] batch: the (weighted) mean loss over all its labelled tokens.
+    PARD-2 (`objective`) reads the frozen target's `target_params`.
 
     Returns new params, new optimizer state and metrics (loss, accuracy_by_block, grad_norm, counts).
     """
     grads, loss_sum, stats = grads_and_stats(params, cfg, batch, k, dtype=dtype, remat=remat, frozen=frozen,
-                                             embed_rows=embed_rows)
-    grads = jax.tree.map(lambda g: g / jnp.maximum(stats["tokens"], 1.0), grads)
+                                             embed_rows=embed_rows, target_params=target_params,
+                                             objective=objective)
+    grads = jax.tree.map(lambda g: g / jnp.maximum(stats["weight"], 1e-6), grads)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     metrics = summarize(loss_sum, stats)
@@ -187,26 +215,28 @@ class ShardedStep:
     mesh: Mesh
     rules: Any
 
-    def __call__(self, params, opt_state, batch):
+    def __call__(self, params, opt_state, batch, target_params=None):
         with sharding.use_mesh(self.mesh, self.rules):
-            return self.jitted(params, opt_state, batch)
+            return self.jitted(params, opt_state, batch, target_params)
 
-    def trace(self, params, opt_state, batch):
+    def trace(self, params, opt_state, batch, target_params=None):
         """The traced step (`.jaxpr`, `.lower()`) for arguments that may be ShapeDtypeStructs (a dry run)."""
         with sharding.use_mesh(self.mesh, self.rules):
-            return self.jitted.trace(params, opt_state, batch)
+            return self.jitted.trace(params, opt_state, batch, target_params)
 
 
 def jit_train_step(cfg: ModelConfig, optimizer: optax.GradientTransformation, mesh: Mesh, param_shardings,
                    opt_shardings, *, k: int, dtype=jnp.float32, remat: bool = False,
                    frozen: tuple[str, ...] = (), embed_rows: tuple[int, ...] = (),
-                   rules=sharding.LOGICAL_AXIS_RULES) -> ShardedStep:
-    """`step(params, opt_state, batch) -> (params, opt_state, metrics)`, jitted with shardings; params and
-    optimizer state are donated. Call it with the global arrays; it enters the mesh and rules itself."""
+                   rules=sharding.LOGICAL_AXIS_RULES, objective: pard2.Objective | None = None,
+                   target_shardings=None) -> ShardedStep:
+    """`step(params, opt_state, batch[, target_params]) -> (params, opt_state, metrics)`, jitted with shardings;
+    params and optimizer state are donated. Call it with the global arrays; it enters the mesh and rules
+    itself. PARD-2 (`objective`) takes the frozen target's params, placed by `target_shardings`."""
     step = jax.jit(
         functools.partial(train_step, cfg=cfg, optimizer=optimizer, k=k, dtype=dtype, remat=remat,
-                          frozen=frozen, embed_rows=embed_rows),
-        in_shardings=(param_shardings, opt_shardings, batch_sharding(mesh, rules)),
+                          frozen=frozen, embed_rows=embed_rows, objective=objective),
+        in_shardings=(param_shardings, opt_shardings, batch_sharding(mesh, rules), target_shardings),
         out_shardings=(param_shardings, opt_shardings, sharding.replicated(mesh)),
         donate_argnums=(0, 1),
     )

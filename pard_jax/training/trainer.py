@@ -23,34 +23,85 @@ from pard_jax.dtypes import dtype_of
 from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig
 from pard_jax.models.decoder import init_params, param_logical_axes
-from pard_jax.training import checkpoint, pipeline
+from pard_jax.training import checkpoint, pard2, pipeline
 from pard_jax.training import step as train_step
 from pard_jax.training.config import BYTE_TOKENIZER, TrainConfig
 
 
 @dataclasses.dataclass
-class InitialModel:
-    """The autoregressive model a run starts from, and its tokenizer."""
+class TargetModel:
+    """PARD-2: the frozen target whose hidden states and logits the draft learns from."""
 
-    cfg: ModelConfig  # with pard_token set
+    cfg: ModelConfig
+    host_params: dict  # numpy, full, on the host
+    tokenizer_source: str  # the draft shares it (a compact draft ships none)
+
+
+@dataclasses.dataclass
+class InitialModel:
+    """The autoregressive model a run starts from, and its tokenizer (and PARD-2's frozen target)."""
+
+    cfg: ModelConfig  # with pard_token set (and pard2 for a PARD-2 draft)
     host_params: dict | None  # loaded weights (numpy, full, on the host), or None for a random init
     tokenizer: Any
     tokenizer_source: str
+    target: TargetModel | None = None
+
+
+def load_target(cfg: TrainConfig) -> TargetModel | None:
+    """PARD-2's frozen target (`pard2.target`), or None for plain PARD training."""
+    from pard_jax.weights.sources import load_model
+
+    if cfg.pard2.target is None:
+        return None
+    loaded = load_model(cfg.pard2.target, dtype=jnp.float32)
+    for i in cfg.pard2.target_layers:
+        if not -(loaded.cfg.num_layers + 1) <= i <= loaded.cfg.num_layers:
+            raise UserError(f"pard2.target_layers: {i} is not a hidden state of the {loaded.cfg.num_layers}-layer "
+                            f"target; use -{loaded.cfg.num_layers + 1}..{loaded.cfg.num_layers}")
+    return TargetModel(loaded.cfg, jax.tree.map(np.asarray, loaded.params), loaded.tokenizer_source)
+
+
+def with_pard2(cfg: TrainConfig, model_cfg: ModelConfig, host_params: dict | None, target: TargetModel):
+    """The draft with a PARD-2 input projection from the target's features (`target_proj`). A new projection
+    starts at zero, so the draft starts as it was (target-independent)."""
+    from pard_jax.models.config import Pard2
+
+    p2 = cfg.pard2
+    if model_cfg.vocab_size != target.cfg.vocab_size and model_cfg.draft_vocab is None:
+        raise UserError(f"the draft's vocabulary ({model_cfg.vocab_size}) and pard2.target's "
+                        f"({target.cfg.vocab_size}) differ: a PARD-2 draft shares its target's tokenizer")
+    want = Pard2(tuple(p2.target_layers), len(p2.target_layers) * target.cfg.hidden_size, p2.scale, p2.proj_bias)
+    if model_cfg.pard2 is not None:
+        if model_cfg.pard2 != want:
+            raise UserError(f"model.spec is a PARD-2 draft of {model_cfg.pard2}, not of the pard2 section's {want}; "
+                            "make the pard2 section match it")
+        return model_cfg, host_params
+    model_cfg = dataclasses.replace(model_cfg, pard2=want)
+    if host_params is not None:
+        proj = {"kernel": np.zeros((want.target_dim, model_cfg.hidden_size), np.float32)}
+        if want.proj_bias:
+            proj["bias"] = np.zeros((model_cfg.hidden_size,), np.float32)
+        host_params = {**host_params, "target_proj": proj}
+    return model_cfg, host_params
 
 
 def load_initial_model(cfg: TrainConfig) -> InitialModel:
-    """The AR model to adapt (a SPEC, maybe truncated, or a random init) and its tokenizer."""
+    """The AR model to adapt (a SPEC, maybe truncated, or a random init) and its tokenizer; for PARD-2 the
+    frozen target too (a compact draft takes its embedding table)."""
     from pard_jax.weights.tokenizer import ByteTokenizer, check_mask_token, load_tokenizer
 
     m = cfg.model
+    target = load_target(cfg)
     if m.spec is not None:
         from pard_jax.weights.sources import load_model
 
-        loaded = load_model(m.spec, dtype=jnp.float32, num_layers=m.num_layers)
+        loaded = load_model(m.spec, dtype=jnp.float32, num_layers=m.num_layers,
+                            shared_embed=None if target is None else target.host_params["embed"])
         model_cfg, host_params, tok_source = loaded.cfg, loaded.params, loaded.tokenizer_source
     else:
         model_cfg, host_params, tok_source = ModelConfig.from_hf_dict(m.hf_config), None, None
-    tok_source = m.tokenizer or tok_source
+    tok_source = m.tokenizer or (target.tokenizer_source if target is not None else tok_source)
     if tok_source is None:
         raise UserError("set model.tokenizer (\"bytes\" or a tokenizer directory / .gguf) for a random-init model")
     tok = ByteTokenizer() if tok_source == BYTE_TOKENIZER else load_tokenizer(tok_source)
@@ -65,7 +116,9 @@ def load_initial_model(cfg: TrainConfig) -> InitialModel:
     model_cfg = dataclasses.replace(model_cfg, pard_token=cfg.pard.mask_token_id)
     if m.draft_vocab is not None:
         model_cfg, host_params = with_draft_vocab(cfg, model_cfg, host_params, tok)
-    return InitialModel(model_cfg, host_params, tok, tok_source)
+    if target is not None:
+        model_cfg, host_params = with_pard2(cfg, model_cfg, host_params, target)
+    return InitialModel(model_cfg, host_params, tok, tok_source, target)
 
 
 def with_draft_vocab(cfg: TrainConfig, model_cfg: ModelConfig, host_params: dict | None, tok):
@@ -129,6 +182,7 @@ class TrainSetup:
     schedule: Any  # jitted: step -> learning rate
     step_fn: train_step.ShardedStep
     batch_sharding: Any
+    target_shardings: Any = None  # PARD-2: the frozen target's params, sharded like the draft's
 
 
 def build_setup(cfg: TrainConfig, model: InitialModel | None = None, devices=None) -> TrainSetup:
@@ -147,12 +201,19 @@ def build_setup(cfg: TrainConfig, model: InitialModel | None = None, devices=Non
     param_shardings = sharding.tree_shardings(mesh, abstract, param_logical_axes(model.cfg))
     optimizer, schedule = optimizer_for(cfg)
     opt_shardings = train_step.opt_state_shardings(optimizer, abstract, param_shardings, mesh)
+    objective = target_shardings = None
+    if model.target is not None:
+        p2 = cfg.pard2
+        objective = pard2.Objective(model.target.cfg, pipeline.base_length(cfg), p2.ce_alpha, p2.kd_alpha,
+                                    p2.kd_temperature, p2.cat)
+        target_abstract = jax.eval_shape(lambda: init_params(model.target.cfg, jax.random.key(0)))
+        target_shardings = sharding.tree_shardings(mesh, target_abstract, param_logical_axes(model.target.cfg))
     step_fn = train_step.jit_train_step(
         model.cfg, optimizer, mesh, param_shardings, opt_shardings, k=cfg.pard.k,
         dtype=dtype_of(cfg.train.compute_dtype), remat=cfg.train.remat, frozen=tuple(cfg.model.freeze),
-        embed_rows=tuple(cfg.model.train_embed_rows))
+        embed_rows=tuple(cfg.model.train_embed_rows), objective=objective, target_shardings=target_shardings)
     return TrainSetup(cfg, model, mesh, abstract, param_shardings, opt_shardings, optimizer, jax.jit(schedule),
-                      step_fn, train_step.batch_sharding(mesh))
+                      step_fn, train_step.batch_sharding(mesh), target_shardings)
 
 
 def initial_state(s: TrainSetup):
@@ -214,6 +275,10 @@ def run(cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = Tru
                                          checkpoint.abstract_like(abstract_opt, s.opt_shardings), batches)
     else:
         params, opt_state = initial_state(s)
+    target_params = None
+    if s.model.target is not None:
+        with sharding.use_mesh(s.mesh):
+            target_params = sharding.put_global(s.model.target.host_params, s.target_shardings)
     metrics_path = os.path.join(cfg.run_dir, "metrics.jsonl")
     if main:
         with open(os.path.join(cfg.run_dir, "config.yaml"), "w") as f:
@@ -224,7 +289,7 @@ def run(cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = Tru
     bar = _progress_bar(start, cfg.train.steps, enabled=progress and main)
     pending, t0 = [], time.perf_counter()
     for step in range(start + 1, end + 1):
-        params, opt_state, metrics = s.step_fn(params, opt_state, global_batch(s, next(batches)))
+        params, opt_state, metrics = s.step_fn(params, opt_state, global_batch(s, next(batches)), target_params)
         pending.append(metrics)
         bar.update(1)
         if step % cfg.train.log_every == 0 or step == end:
@@ -251,6 +316,8 @@ def _log_record(step: int, pending: list, since: float, lr: float) -> dict:
     return {
         "step": step,
         "loss": float(np.mean([m["loss"] for m in got])),
+        "ce": float(np.mean([m["ce"] for m in got])),
+        "kd": float(np.mean([m["kd"] for m in got])),
         "accuracy_by_block": np.mean([m["accuracy_by_block"] for m in got], axis=0).round(6).tolist(),
         "tokens_per_second": positions / seconds,  # real sequence positions (block 0, no padding)
         "packed_tokens_per_second": sum(m["kept"] for m in got) / seconds,  # all kept tokens, mask blocks too

@@ -1,0 +1,97 @@
+"""PARD-2's training objective (arXiv 2605.08632) on packed COD rows: the frozen target's features, logits and
+CAT weights for every kept token, and the loss ce_alpha x CE + kd_alpha x KL(target || draft).
+
+The target runs inside the step on each row's real sequences only: the block-0 tokens of its segments,
+gathered into a [B, base_length] view (`base_view`; the packer keeps each row's block-0 tokens within
+`base_length`). A kept token (block j, position t, anchor a = t - j) of a segment then reads
+- its feature f_{a-1}: the target's hidden states at the position before its anchor (zeros at a = 0, and for
+  segments whose features are dropped, so the draft keeps working without them), as at inference, where mask
+  tokens repeat the last real token's feature;
+- the target's distribution at position t (the one for x_{t+1}, this token's label) for the KD term;
+- its CAT weight: the target's probability of the true tokens x_{a+1} .. x_t, i.e. of getting this far into
+  the block (1 in block 0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from pard_jax.models import masks
+from pard_jax.models.config import ModelConfig
+from pard_jax.models.decoder import forward
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """The static settings of the PARD-2 loss (hashable)."""
+
+    target_cfg: ModelConfig
+    base_length: int  # block-0 tokens per row the target runs on
+    ce_alpha: float = 0.1
+    kd_alpha: float = 1.0
+    kd_temperature: float = 1.0
+    cat: bool = True  # weight each token by CAT (else 1)
+
+
+def base_view(batch: dict[str, jax.Array], base_length: int):
+    """The rows' block-0 tokens, in row order, as [B, base_length] (tokens, positions, segments; padding has
+    segment 0), and for every row token the base slot of its segment's position 0."""
+    is_base = (batch["blocks"] == 0) & (batch["segments"] > 0)
+    order = jnp.argsort(~is_base, axis=1, stable=True)[:, :base_length]
+    take = lambda x: jnp.take_along_axis(x, order, axis=1)  # noqa: E731
+    valid = jnp.arange(base_length)[None, :] < jnp.sum(is_base, axis=1, keepdims=True)
+    segments = jnp.where(valid, take(batch["segments"]), 0)
+    slot = jnp.cumsum(is_base, axis=1) - 1  # a block-0 token's base slot
+    seg = batch["segments"]
+    starts = jnp.concatenate([jnp.ones_like(seg[:, :1], bool), seg[:, 1:] != seg[:, :-1]], axis=1)
+    index = jnp.arange(seg.shape[1], dtype=jnp.int32)[None, :]
+    first = jax.lax.cummax(jnp.where(starts, index, 0), axis=1)  # a segment starts with its position 0
+    return take(batch["tokens"]), take(batch["positions"]), segments, jnp.take_along_axis(slot, first, axis=1)
+
+
+def target_signals(target_params, obj: Objective, batch, feature_layers: tuple[int, ...], *, dtype, query_block,
+                   vocab: tuple[int, ...] | None):
+    """Per row token: (features [B, T, F], teacher log-probabilities [B, T, V or len(vocab)], CAT weight [B, T])."""
+    tokens, positions, segments, slot0 = base_view(batch, obj.base_length)
+    zeros = jnp.zeros_like(tokens)
+    mask = masks.pard_attention_mask(segments, zeros, positions, positions)  # causal within each sequence
+    logits, feats = forward(target_params, obj.target_cfg, tokens, positions, new_mask=mask, dtype=dtype,
+                            query_block=query_block, feature_layers=feature_layers)
+    logits, feats = jax.lax.stop_gradient(logits), jax.lax.stop_gradient(feats)
+    logp = jax.nn.log_softmax(logits / obj.kd_temperature, axis=-1)
+    # log p(x_{u+1} | x_<=u) at each base slot u (temperature 1), summed up to each slot: CAT in log space
+    nxt = jnp.concatenate([tokens[:, 1:], zeros[:, :1]], axis=1)
+    same = jnp.concatenate([segments[:, 1:] == segments[:, :-1], jnp.zeros_like(segments[:, :1], bool)], axis=1)
+    gold = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), nxt[..., None], axis=-1)[..., 0]
+    gold = jnp.where(same & (segments > 0), gold, 0.0)
+    before = jnp.cumsum(gold, axis=1) - gold  # sum over slots < s
+
+    def at(x, s):
+        s = jnp.clip(s, 0, obj.base_length - 1)
+        return jnp.take_along_axis(x, s.reshape(s.shape + (1,) * (x.ndim - 2)), axis=1)
+
+    anchor, t = batch["anchors"], batch["positions"]
+    has_feature = (anchor >= 1) & (batch["segments"] > 0) & (batch.get("features", 1) > 0)
+    features = jnp.where(has_feature[..., None], at(feats, slot0 + anchor - 1), 0.0)
+    if vocab is not None:
+        logp = logp[..., jnp.asarray(vocab)]
+    teacher = at(logp, slot0 + t)
+    cat = jnp.exp(at(before, slot0 + t) - at(before, slot0 + anchor)) if obj.cat else jnp.ones(t.shape)
+    return features, teacher, cat
+
+
+def token_losses(student_logits, teacher_logp, labels, temperature: float):
+    """(cross-entropy against labels (-1: none), KL(teacher || student) at `temperature` x T^2) per token.
+
+    A sub-vocabulary student's KL is taken over its ids (the teacher's mass elsewhere cannot be matched)."""
+    valid = labels >= 0
+    logz = jax.nn.logsumexp(student_logits, axis=-1)
+    picked = jnp.take_along_axis(student_logits, jnp.where(valid, labels, 0)[..., None], axis=-1)[..., 0]
+    ce = jnp.where(valid, logz - picked, 0.0)
+    q = jax.nn.log_softmax(student_logits / temperature, axis=-1)
+    p = jnp.exp(teacher_logp)
+    kd = jnp.sum(p * (teacher_logp - q), axis=-1) * temperature ** 2
+    return ce, jnp.where(valid, kd, 0.0)

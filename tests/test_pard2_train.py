@@ -1,0 +1,87 @@
+"""PARD-2 training: packed COD rows with the frozen target's features, teacher distributions and CAT weights
+equal a per-example computation with the explicit PARD mask; the config and packing rules around it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pard_jax.errors import UserError
+from pard_jax.models import masks
+from pard_jax.models.config import Pard2
+from pard_jax.training import cod, packing, pard2
+from pard_jax.training import step as train_step
+from pard_jax.models.decoder import forward
+from tests.tiny_models import tiny_config, tiny_params
+
+TARGET = tiny_config(vocab=40, layers=2)
+LAYERS = (-1, 1)
+DRAFT = dataclasses.replace(tiny_config(vocab=40, layers=1), pard2=Pard2(LAYERS, 2 * TARGET.hidden_size, 1.0))
+K, MASK = 3, 39
+
+
+def _examples():
+    rng = np.random.default_rng(0)
+    out = []
+    for length, flag in ((13, 1), (9, 0), (11, 1)):
+        ids = rng.integers(3, 38, length).astype(np.int32)
+        targets = np.ones(length, bool)
+        targets[:2] = False  # a prompt: no loss on predicting its second token
+        ex = cod.cod_example(ids, targets, K, 0.7, 0.3, MASK, rng)
+        ex["features"] = np.full_like(ex["tokens"], flag)
+        out.append((ids, ex))
+    return out
+
+
+def _reference(draft_params, target_params, ids, ex, obj):
+    """One example on its own: the target over its sequence, features / teacher / CAT by definition, the draft
+    under the explicit PARD mask of its kept tokens."""
+    L = ids.shape[0]
+    logits_t, feats = forward(target_params, TARGET, jnp.asarray(ids)[None], jnp.arange(L)[None],
+                              feature_layers=LAYERS)
+    logits_t, feats = np.asarray(logits_t[0]), np.asarray(feats[0])
+    logp = np.asarray(jax.nn.log_softmax(logits_t, axis=-1))
+    features, teacher, cat = [], [], []
+    for j, t, a in zip(ex["blocks"], ex["positions"], ex["anchors"]):
+        features.append(feats[a - 1] if a >= 1 and ex["features"][0] else np.zeros(feats.shape[1], np.float32))
+        teacher.append(logp[t])
+        cat.append(np.prod([np.exp(logp[u - 1, ids[u]]) for u in range(a + 1, t + 1)]))
+    n = ex["tokens"].shape[0]
+    seg = jnp.ones((1, n), jnp.int32)
+    mask = masks.pard_attention_mask(seg, jnp.asarray(ex["blocks"])[None], jnp.asarray(ex["anchors"])[None],
+                                     jnp.asarray(ex["positions"])[None])
+    logits = forward(draft_params, DRAFT, jnp.asarray(ex["tokens"])[None], jnp.asarray(ex["positions"])[None],
+                     new_mask=mask, features=jnp.asarray(np.stack(features))[None])
+    ce, kd = pard2.token_losses(logits[0], jnp.asarray(np.stack(teacher)), jnp.asarray(ex["labels"]), 1.0)
+    w = np.where(ex["labels"] >= 0, np.array(cat), 0.0)
+    return np.sum(w * (obj.ce_alpha * np.asarray(ce) + obj.kd_alpha * np.asarray(kd))), w.sum()
+
+
+def test_packed_pard2_rows_equal_the_per_example_computation():
+    target_params, draft_params = tiny_params(TARGET, 0, scale=3.0), tiny_params(DRAFT, 1, scale=3.0)
+    examples = _examples()
+    obj = pard2.Objective(TARGET, base_length=40, ce_alpha=0.3, kd_alpha=1.0)
+    rows = packing.pack([ex for _, ex in examples], 128, base_length=obj.base_length)
+    assert len(rows) == 1 and rows[0]["segments"].max() == 3  # all three in one row, in order
+    batch = {k: jnp.asarray(v)[None] for k, v in rows[0].items()}
+    loss_sum, stats = jax.jit(lambda p, b, t: train_step.loss_sums(p, DRAFT, b, K, target_params=t, objective=obj))(
+        draft_params, batch, target_params)
+    want = [_reference(draft_params, target_params, ids, ex, obj) for ids, ex in examples]
+    np.testing.assert_allclose(float(loss_sum), sum(w[0] for w in want), rtol=2e-4)
+    np.testing.assert_allclose(float(stats["weight"]), sum(w[1] for w in want), rtol=2e-5)
+    # the features matter: dropping them for every example changes the loss (so the test can fail)
+    off = dict(batch, features=jnp.zeros_like(batch["features"]))
+    assert abs(float(train_step.loss_sums(draft_params, DRAFT, off, K, target_params=target_params,
+                                          objective=obj)[0]) - float(loss_sum)) > 1e-3
+
+
+def test_rows_hold_at_most_base_length_real_tokens():
+    examples = [ex for _, ex in _examples()]
+    rows = packing.pack(examples, 128, base_length=20)  # 13 + 9 > 20: the three examples need three rows... or two
+    assert all(int(np.sum((r["blocks"] == 0) & (r["segments"] > 0))) <= 20 for r in rows) and len(rows) >= 2
+    with pytest.raises(UserError, match="pard2.base_length=12"):
+        packing.pack(examples, 128, base_length=12)
