@@ -8,6 +8,7 @@ tensors; a host loader reads each whole, the streaming loader has each device re
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 import numpy as np
@@ -76,23 +77,26 @@ class Whole:
 
 
 def in_memory(arrays: Mapping[str, Any]) -> Whole:
-    """{name: array} (numpy, or jax.Arrays whose parts are read to the host) as Tensors."""
+    """{name: numpy array} as Tensors."""
     return Whole({k: tuple(a.shape) for k, a in arrays.items()}, arrays.__getitem__)
 
 
 # ----------------------------------------------------------------------------------------------- lazy arrays
 
 
-class Lazy:
-    shape: tuple[int, ...]
+class Lazy(Protocol):
+    """An array of `shape`, read part by part."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
 
     def read(self, index: Index, dtype) -> np.ndarray:
         """Part `index` of the array, in `dtype` (not necessarily contiguous)."""
-        raise NotImplementedError
+        ...
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Tensor(Lazy):
+class Tensor:
     tensors: Tensors
     name: str
     shape: tuple[int, ...]
@@ -106,12 +110,14 @@ def tensor(tensors: Tensors, name: str) -> Tensor:
 
 
 def array(a, name: str = "array") -> Tensor:
-    """An array in memory (numpy, or a jax.Array whose parts are read to the host)."""
-    return tensor(in_memory({name: a}), name)
+    """An array in memory: numpy, or a jax.Array this process holds all of, copied to the host once, when first
+    read (slicing a sharded jax.Array part by part costs a dispatch, and a compile, per part)."""
+    host = functools.cache(lambda: np.asarray(a))
+    return Tensor(Whole({name: tuple(a.shape)}, lambda _: host()), name, tuple(a.shape))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Transposed(Lazy):
+class Transposed:
     src: Lazy
 
     @property
@@ -127,7 +133,7 @@ def transposed(a: Lazy) -> Lazy:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Stack(Lazy):
+class Stack:
     """Arrays of one shape stacked on a new axis 0 (a scanned model's layers)."""
 
     members: tuple[Lazy, ...]
@@ -146,7 +152,7 @@ class Stack(Lazy):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Layer(Lazy):
+class Layer:
     """Entry `i` along axis 0 of a stacked array."""
 
     src: Lazy
@@ -170,7 +176,7 @@ def first_layers(a: Lazy, n: int) -> Stack:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Rows(Lazy):
+class Rows:
     """Rows `ids` (increasing) of `src`, read run by run of consecutive ids."""
 
     src: Lazy
@@ -188,7 +194,7 @@ class Rows(Lazy):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Patched(Lazy):
+class Patched:
     """`src` with its rows `ids` replaced by `rows` (a compact draft's own rows over its target's table)."""
 
     src: Lazy
