@@ -36,9 +36,9 @@ def hf_to_params(cfg: ModelConfig, tensors: Tensors, place: Place, *, stacked: b
     (training) layout, or with `stacked=False` in the per-layer (decoding) layout (`per_layer`).
 
     `cfg` describes the whole checkpoint; layers at or past `num_layers` are not read. A compact draft stores
-    no embedding table: `shared_embed` (its target's [V, D] table: numpy or a jax.Array this process can read)
-    fills it when the checkpoint lacks one. Anything that does not fit the config is a UserError, before any
-    tensor is read.
+    no embedding table: `shared_embed` (its target's [V, D] table: numpy, or a jax.Array this process holds all
+    of) fills it when the checkpoint lacks one. Anything that does not fit the config is a UserError, before any
+    param is read.
     """
     keep = cfg.num_layers if num_layers is None else num_layers
     flat = _walk(cfg, tensors, keep, shared_embed, source)
