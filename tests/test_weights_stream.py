@@ -1,6 +1,6 @@
 """pard_jax.weights.stream: checkpoints placed straight into device shards. On 6 simulated CPU devices (data 2 x
 tensor 3) the streamed params equal load_model's, each device holds and reads only its own slices; in process,
-what falls back (None) and that bad checkpoints give load_model's very sentences."""
+drafts assembled from more than one place, and that bad checkpoints give load_model's very sentences."""
 
 import json
 import os
@@ -164,17 +164,24 @@ def _export(tmp_path, name="m", **kw):
     return cfg, params, out
 
 
-def test_what_falls_back(tmp_path):
-    """Whole-table assembly is left to load_model: a sub-vocabulary head, a compact draft's table."""
-    _, _, sub = _export(tmp_path, "sub", draft_vocab=(1, 2, 5))
-    assert stream.stream_model(str(sub), jnp.float32, _one_device) is None
-    cfg = tiny_config(pard_token=3)
-    params = _random_params(cfg)
-    export_hf(params, cfg, str(tmp_path / "rows"), compact=True, embed_rows=[3])
-    export_hf(params, cfg, str(tmp_path / "bare"), compact=True)
-    for d in ("rows", "bare"):
-        assert stream.stream_model(str(tmp_path / d), jnp.float32, _one_device) is None
-        assert load_model(str(tmp_path / d), shared_embed=params["embed"]) is not None
+def test_drafts_assembled_from_more_than_one_place_stream_as_they_load(tmp_path):
+    """A sub-vocabulary head (rows of the whole-vocabulary lm_head, or of the tied table) and a compact draft's
+    table (its target's, here a device array, with rows of its own) stream to load_model's values."""
+    _, _, sub = _export(tmp_path, "sub", draft_vocab=(1, 2, 5, 6, 9))
+    _assert_same(stream.stream_model(str(sub), jnp.float32, _one_device).params, load_model(str(sub)).params)
+    ids = (0, 3, 4, 7)
+    for vocab, head in ((None, 1.0), (ids, 1.0), (ids, 1.5)):  # 1.5: a trained head, shipped as its N rows
+        cfg = tiny_config(pard_token=3, draft_vocab=vocab)
+        params = _random_params(cfg)
+        if vocab:
+            params["draft_head"] = params["embed"][np.asarray(ids)] * head
+        target = params["embed"].copy()
+        target[3] = 0  # the draft's own row differs from its target's
+        for rows in ([3], []):
+            out = str(tmp_path / f"{vocab is None}{head}{rows}")
+            export_hf(params, cfg, out, compact=True, embed_rows=rows)
+            got = stream.stream_model(out, jnp.float32, _one_device, shared_embed=jnp.asarray(target))
+            _assert_same(got.params, load_model(out, shared_embed=target).params)
 
 
 def _save(out, tensors):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import re
 from typing import Any
 
 import jax
@@ -24,6 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from pard_jax import sharding
 from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig
+from pard_jax.weights.table import logical_axes
 
 AXES = ("data", "target_only", "tensor")
 
@@ -89,33 +89,11 @@ def make_mesh(m: InferMesh) -> Mesh | None:
     return sharding.make_mesh((m.data, m.tensor // m.draft_tensor, m.draft_tensor), devices[:m.size], AXES)
 
 
-@functools.cache
-def _logical_axes_by_path() -> dict[str, P]:
-    """The logical axes of every parameter a decoder can have in the per-layer (decoding) layout, by path
-    ("embed", "layers/attn/q_proj/kernel" for every layer), read from two small one-layer configs that have every
-    optional parameter between them."""
-    from pard_jax.models.decoder import param_logical_axes
-    from pard_jax.models.layout import Layout
-
-    full = ModelConfig("LlamaForCausalLM", 8, 8, 8, 1, 1, 1, 8, qkv_bias=True, o_bias=True, mlp_bias=True,
-                       qk_norm=True)
-    out = {}
-    for cfg in (full, dataclasses.replace(full, draft_vocab=(0,))):
-        for path, spec in traverse_util.flatten_dict(param_logical_axes(cfg, Layout.PER_LAYER), sep="/").items():
-            out[path.replace("layers_0/", "layers/")] = spec
-    return out
-
-
-def logical_axes(path: str) -> P:
-    """The logical axes of a parameter of the per-layer (decoding) layout by its path
-    ("layers_3/attn/q_proj/kernel")."""
-    return _logical_axes_by_path()[re.sub(r"^layers_\d+/", "layers/", path)]
-
-
 def sharding_of(mesh: Mesh, model_rules):
-    """(param path in the per-layer layout, shape) -> its NamedSharding (dimensions the mesh axes do not divide
-    are replicated); what loaders that place weights as they read them call."""
-    return lambda path, shape: sharding.named_sharding(mesh, shape, logical_axes(path), model_rules)
+    """(param path in the per-layer layout, shape) -> its NamedSharding by the param's logical axes (declared
+    in the conversion table, `weights.table.logical_axes`; dimensions the mesh axes do not divide are
+    replicated); what loaders that place weights as they read them call."""
+    return lambda path, shape: sharding.named_sharding(mesh, shape, logical_axes(path, stacked=False), model_rules)
 
 
 def param_shardings(mesh: Mesh, params: dict, model_rules) -> dict:

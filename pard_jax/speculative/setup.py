@@ -34,22 +34,18 @@ class Pipeline:
 
 
 def load(spec: str, dtype, mesh, rules, num_layers: int | None = None, shared_embed=None):
-    """A model's params placed for generation: streamed from disk straight into each device's shard where the
-    checkpoint allows (`weights.stream`), else loaded on the host (then placed by the Generator)."""
-    from pard_jax.weights.sources import load_model
+    """A model's params streamed from disk straight into each device's shard (`weights.stream`); a compact
+    draft's embedding table is read from `shared_embed`, its target's."""
     from pard_jax.weights.stream import stream_model
 
     if mesh is not None:
         sharding_of = placement.sharding_of(mesh, rules)
+        if shared_embed is not None and not shared_embed.is_fully_addressable:  # other hosts hold some rows
+            shared_embed = placement.gather(shared_embed, mesh)
     else:
         one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         sharding_of = lambda path, shape: one  # noqa: E731
-    model = stream_model(spec, dtype, sharding_of, num_layers)
-    if model is None:
-        if shared_embed is not None and mesh is not None:  # a compact draft completes its table on the host
-            shared_embed = placement.gather(shared_embed, mesh)
-        model = load_model(spec, dtype=dtype, num_layers=num_layers, shared_embed=shared_embed)
-    return model
+    return stream_model(spec, dtype, sharding_of, num_layers, shared_embed)
 
 
 def check_split_early(spec: str, num_layers: int | None, degree: int, who: str, key: str) -> None:

@@ -2,7 +2,7 @@
 and renamed to HF names.
 
 `read_gguf` returns the HF-equivalent `ModelConfig` and a lazy `{hf tensor name: array}` view, so
-`weights.table` converts it with the same table as a safetensors directory. Two things differ from HF:
+`weights.convert` converts it with the same table as a safetensors directory. Two things differ from HF:
 tensor names (the `GGUF_TO_HF` table) and the rows of `attn_q` / `attn_k` of llama-architecture files, which
 llama.cpp's converter permutes for its interleaved RoPE layout (undone by `reverse_permute`). Reading costs
 seconds, so `weights.sources` caches the converted params (`weights.store`).
@@ -11,12 +11,13 @@ seconds, so `weights.sources` caches the converted params (`weights.store`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig, RopeScaling
+from pard_jax.weights.lazy import Whole
 from pard_jax.weights.table import layer_regex
 
 # GGUF architecture -> HF architecture. Only llama-architecture files have permuted q/k rows.
@@ -169,8 +170,8 @@ def gguf_to_hf_name(name: str) -> str | None:
     return None
 
 
-def read_gguf(path: str) -> tuple[ModelConfig, list[str], Callable[[str], np.ndarray]]:
-    """(config, HF tensor names, get(name) -> float32 array in HF layout) for a GGUF file."""
+def read_gguf(path: str) -> tuple[ModelConfig, Whole]:
+    """(config, its tensors by HF name: float32 arrays in HF layout, dequantized whole when read) of a GGUF file."""
     reader = open_gguf(path)
     cfg = gguf_config(reader, path)
     by_hf: dict[str, Any] = {}
@@ -193,4 +194,4 @@ def read_gguf(path: str) -> tuple[ModelConfig, list[str], Callable[[str], np.nda
             w = reverse_permute(w, cfg.num_kv_heads)
         return w
 
-    return cfg, list(by_hf), get
+    return cfg, Whole({hf: tuple(int(d) for d in reversed(t.shape)) for hf, t in by_hf.items()}, get)

@@ -11,30 +11,27 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jax.numpy as jnp
-import numpy as np
 
 from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig
-from pard_jax.weights.table import hf_to_params
+from pard_jax.weights import lazy
+from pard_jax.weights.convert import hf_to_params, on_host
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+")
 _HUB_FILES = ["config.json", "*.safetensors", "model.safetensors.index.json", "generation_config.json",
               "tokenizer*", "special_tokens_map.json", "vocab.json", "merges.txt", "chat_template*"]
 
 
-def safetensors_tensors(directory: str) -> tuple[list[str], Callable[[str], np.ndarray], Callable[[], None]]:
-    """(names, get, close) over the safetensors of an HF directory (single file or sharded index)."""
+def safetensors_tensors(directory: str, read_slice=lazy.read_slice) -> tuple[lazy.Safetensors, Callable[[], None]]:
+    """(tensors, close) of the safetensors of an HF directory (single file or sharded index), each part read
+    from disk by `read_slice`."""
     handles, close = safetensors_handles(directory)
-
-    def get(name: str) -> np.ndarray:
-        return handles[name].get_tensor(name)
-
-    return list(handles), get, close
+    return lazy.Safetensors(handles, read_slice), close
 
 
 def safetensors_handles(directory: str) -> tuple[dict[str, Any], Callable[[], None]]:
     """({tensor name: the open safetensors file (numpy) holding it}, close) of an HF directory: one file, shards
-    with an index, or loose shards. The handles read slices too (`get_slice`), for loading shard by shard."""
+    with an index, or loose shards."""
     from safetensors import safe_open
 
     index = os.path.join(directory, "model.safetensors.index.json")
@@ -105,9 +102,10 @@ def load_hf_dir(directory: str, dtype=jnp.float32, num_layers: int | None = None
                 shared_embed=None) -> tuple[ModelConfig, dict]:
     """(config, host params: numpy arrays in `dtype`) of an HF directory, keeping its first `num_layers` layers."""
     cfg = read_hf_config(directory)
-    names, get, close = safetensors_tensors(directory)
+    tensors, close = safetensors_tensors(directory)
     try:
-        params = hf_to_params(cfg, names, get, dtype, num_layers, source=directory, shared_embed=shared_embed)
+        params = hf_to_params(cfg, tensors, on_host(dtype), num_layers=num_layers, shared_embed=shared_embed,
+                              source=directory)
     finally:
         close()
     if num_layers is not None:

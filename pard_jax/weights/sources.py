@@ -24,7 +24,7 @@ from pard_jax.errors import UserError
 from pard_jax.models import shapes
 from pard_jax.models.config import ModelConfig
 from pard_jax.weights import gguf, hf, store
-from pard_jax.weights.table import hf_to_params
+from pard_jax.weights.convert import hf_to_params, on_host
 
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -69,10 +69,10 @@ def load_hf_dir(directory: str, dtype=jnp.float32, num_layers: int | None = None
 def convert_gguf(path: str, num_layers: int | None = None, folder=None) -> tuple[ModelConfig, dict]:
     """(full config, {stacked param path: float32 array}, all layers) of a GGUF file, cached in `folder` (when
     given). `num_layers` is only validated, before the slow part."""
-    cfg, names, get = gguf.read_gguf(path)
+    cfg, tensors = gguf.read_gguf(path)
     if num_layers is not None:
         cfg.truncated(num_layers)
-    flat = traverse_util.flatten_dict(hf_to_params(cfg, names, get, np.float32, None, source=path), sep="/")
+    flat = traverse_util.flatten_dict(hf_to_params(cfg, tensors, on_host(np.float32), source=path), sep="/")
     if folder is not None:
         store.write_params(folder, cfg, flat)
     return cfg, flat

@@ -1,22 +1,24 @@
 """The one table between HF tensor names and the params tree of `pard_jax.models.decoder`.
 
-`RULES` maps HF tensor names to param paths; `hf_to_params` applies it forwards (loading any source:
-safetensors directories, GGUF files viewed as HF checkpoints by `weights.gguf`) and `params_to_hf` inverts it
-(export). Per-layer tensors `model.layers.{i}.…` are stacked along axis 0 of the scanned `layers` subtree.
+`RULES` maps HF tensor names to param paths and declares each param's logical axes; `weights.convert` walks it
+forwards (loading any source: safetensors directories, GGUF files viewed as HF checkpoints by `weights.gguf`)
+and `params_to_hf` inverts it (export). Per-layer tensors `model.layers.{i}.…` are stacked along axis 0 of the
+scanned `layers` subtree.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Callable, Iterable
+from typing import Iterable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
+from jax.sharding import PartitionSpec as P
 
 from pard_jax.errors import UserError
+from pard_jax.models import decoder, layout
 from pard_jax.models.config import ModelConfig
 
 
@@ -27,14 +29,16 @@ def layer_regex(template: str) -> re.Pattern:
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
-    """HF tensor `hf` ("{i}": the layer index) <-> param `path`.
+    """HF tensor `hf` ("{i}": the layer index) <-> param `path`, whose logical axes are `axes`.
 
     `transpose`: HF Linear weights are [out, in], Flax Dense kernels [in, out]. No reshape is needed: the
     model's q/k/v/o kernels are flat [D, H*Dh] / [H*Dh, D], the same element order as HF's.
+    `axes`: the param's logical axes in the training layout, one layer's (`logical_axes` gives both layouts').
     """
 
     hf: str
     path: str
+    axes: tuple[str, ...]
     transpose: bool = False
 
     @property
@@ -50,24 +54,45 @@ class Rule:
         return tuple(reversed(index)) if self.transpose else tuple(index)
 
 
+def _dense(hf: str, path: str, axes: tuple[str, str]) -> tuple[Rule, Rule]:
+    """A Linear layer: its weight (Flax [in, out]) and its bias."""
+    return (Rule(f"{hf}.weight", f"{path}/kernel", axes, transpose=True),
+            Rule(f"{hf}.bias", f"{path}/bias", axes[-1:]))
+
+
 _L = "model.layers.{i}."
+_HEADS = {"q": "q_heads", "k": "kv_heads", "v": "kv_heads"}
 RULES: tuple[Rule, ...] = (
-    Rule("model.embed_tokens.weight", "embed"),
-    Rule("model.norm.weight", "final_norm/scale"),
-    Rule("lm_head.weight", "lm_head", transpose=True),
-    Rule(_L + "input_layernorm.weight", "layers/input_norm/scale"),
-    Rule(_L + "post_attention_layernorm.weight", "layers/post_attn_norm/scale"),
-    *(r for p in ("q", "k", "v", "o") for r in (
-        Rule(_L + f"self_attn.{p}_proj.weight", f"layers/attn/{p}_proj/kernel", transpose=True),
-        Rule(_L + f"self_attn.{p}_proj.bias", f"layers/attn/{p}_proj/bias"),
-    )),
-    Rule(_L + "self_attn.q_norm.weight", "layers/attn/q_norm/scale"),
-    Rule(_L + "self_attn.k_norm.weight", "layers/attn/k_norm/scale"),
-    *(r for p in ("gate", "up", "down") for r in (
-        Rule(_L + f"mlp.{p}_proj.weight", f"layers/mlp/{p}_proj/kernel", transpose=True),
-        Rule(_L + f"mlp.{p}_proj.bias", f"layers/mlp/{p}_proj/bias"),
-    )),
+    Rule("model.embed_tokens.weight", "embed", ("vocab", "embed")),
+    Rule("model.norm.weight", "final_norm/scale", ("norm",)),
+    Rule("lm_head.weight", "lm_head", ("embed", "vocab"), transpose=True),
+    Rule(_L + "input_layernorm.weight", "layers/input_norm/scale", ("norm",)),
+    Rule(_L + "post_attention_layernorm.weight", "layers/post_attn_norm/scale", ("norm",)),
+    *(r for p, heads in _HEADS.items() for r in _dense(_L + f"self_attn.{p}_proj", f"layers/attn/{p}_proj",
+                                                         ("embed", heads))),
+    *_dense(_L + "self_attn.o_proj", "layers/attn/o_proj", ("q_heads", "embed")),
+    Rule(_L + "self_attn.q_norm.weight", "layers/attn/q_norm/scale", ("norm",)),
+    Rule(_L + "self_attn.k_norm.weight", "layers/attn/k_norm/scale", ("norm",)),
+    *_dense(_L + "mlp.gate_proj", "layers/mlp/gate_proj", ("embed", "mlp")),
+    *_dense(_L + "mlp.up_proj", "layers/mlp/up_proj", ("embed", "mlp")),
+    *_dense(_L + "mlp.down_proj", "layers/mlp/down_proj", ("mlp", "embed")),
 )
+# A sub-vocabulary draft's head (`ModelConfig.draft_vocab`): rows draft_vocab of its output layer, HF's [V, D]
+# lm_head (a compact draft stores only those rows) or, tied, of the embedding table.
+SUB_HEAD = Rule("lm_head.weight", "draft_head", ("vocab", "embed"))
+_AXES = {rule.path: rule.axes for rule in (*RULES, SUB_HEAD)}
+
+
+def logical_axes(path: str, stacked: bool) -> P:
+    """The logical axes of the param at `path` ("/"-joined) of the stacked (training) layout ("layers/mlp/up_proj/
+    kernel": [L, in, out]) or of the per-layer (decoding) layout ("layers_3/mlp/up_proj/kernel": [out, in])."""
+    top, _, rest = path.partition("/")
+    if stacked:
+        return P("layers", *_AXES[path]) if top == "layers" else P(*_AXES[path])
+    axes = _AXES[f"layers/{rest}" if top.startswith("layers_") else path]
+    return P(*(axes[::-1] if layout.out_major(path) else axes))
+
+
 # A compact draft's own rows of its embedding table (the rest is its target's), e.g. a learned mask embedding:
 # [R, D] and their ids [R] (`weights.export.export_hf`).
 EMBED_ROWS, EMBED_ROW_IDS = "pard.embed_rows.weight", "pard.embed_rows.ids"
@@ -86,9 +111,7 @@ def match_rule(name: str) -> tuple[Rule, int | None] | None:
 
 def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     """{param path: shape} of `pard_jax.models.decoder` for this config (traced, nothing allocated)."""
-    from pard_jax.models.decoder import init_params
-
-    tree = jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))
+    tree = jax.eval_shape(lambda: decoder.init_params(cfg, jax.random.key(0)))
     return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(tree, sep="/").items()}
 
 
@@ -145,77 +168,11 @@ def check_complete(shapes: dict[str, tuple[int, ...]], have: Iterable[str], fill
                         f"{' …' if len(missing) > 4 else ''}; check that config.json matches the weights")
 
 
-def hf_to_params(cfg: ModelConfig, names: Iterable[str], get: Callable[[str], np.ndarray], dtype=jnp.float32,
-                 num_layers: int | None = None, source: str = "the checkpoint", shared_embed=None) -> dict:
-    """Convert HF-named tensors to the params tree (numpy leaves in `dtype`), keeping `num_layers` layers.
-
-    `cfg` describes the whole checkpoint; layers at or past `num_layers` are not read. A compact draft stores
-    no embedding table: `shared_embed` (the target's [V, D] table) fills it when the checkpoint lacks one.
-    """
-    keep = cfg.num_layers if num_layers is None else num_layers
-    shapes = expected_shapes(cfg.truncated(keep))
-    np_dtype = np.dtype(dtype)
-    flat: dict[str, np.ndarray] = {}
-    filled: dict[str, set[int]] = {}
-    full_head = None  # a sub-vocabulary draft's whole-vocabulary lm_head, from which draft_head is taken
-    own_rows = {}  # a compact draft's own embedding rows
-    for name in names:
-        if name in (EMBED_ROWS, EMBED_ROW_IDS):
-            own_rows[name] = np.asarray(get(name))
-            continue
-        hit = tensor_target(cfg, shapes, keep, name, source)
-        if hit is None:
-            continue
-        rule, i = hit
-        if rule.path not in shapes:  # the lm_head of a sub-vocabulary draft
-            head = np.asarray(get(name))  # [V, D], or [N, D] in a compact draft: the sub-vocabulary rows only
-            if head.shape == shapes["draft_head"]:
-                flat["draft_head"] = np.ascontiguousarray(head, dtype=np_dtype)
-            else:
-                full_head = rule.convert(head)  # [D, V]
-            continue
-        shape = shapes[rule.path]
-        a = np.asarray(get(name))
-        check_shape(rule, i, name, a.shape, shapes, source)
-        a = rule.convert(a)
-        if i is None:
-            flat[rule.path] = np.ascontiguousarray(a, dtype=np_dtype)
-        else:
-            if rule.path not in flat:
-                flat[rule.path] = np.empty(shape, np_dtype)
-            flat[rule.path][i] = a
-            filled.setdefault(rule.path, set()).add(i)
-    if "embed" not in flat and shared_embed is not None:
-        if tuple(shared_embed.shape) != shapes["embed"]:
-            raise UserError(f"{source} has no embedding table and the target's {tuple(shared_embed.shape)} does "
-                            f"not fit its config {shapes['embed']}; use the target it was trained with")
-        flat["embed"] = np.array(shared_embed, dtype=np_dtype)  # a copy: own rows may be written into it
-    if own_rows:
-        if set(own_rows) != {EMBED_ROWS, EMBED_ROW_IDS} or "embed" not in flat:
-            raise UserError(f"{source} has embedding rows of its own but no table to put them in (or lacks their "
-                            "ids); load it as a draft with its target, or re-export it")
-        ids, rows = own_rows[EMBED_ROW_IDS].astype(np.int64), own_rows[EMBED_ROWS]
-        if ids.ndim != 1 or rows.shape != (len(ids), shapes["embed"][1]) or ids.min(initial=0) < 0 \
-                or ids.max(initial=0) >= shapes["embed"][0]:
-            raise UserError(f"{source}: its own embedding rows {tuple(rows.shape)} / ids {tuple(ids.shape)} do not "
-                            f"fit the table {shapes['embed']}; re-export the draft")
-        flat["embed"][ids] = rows
-    if cfg.draft_vocab is not None and "draft_head" not in flat:
-        ids = np.asarray(cfg.draft_vocab)
-        if full_head is not None:
-            flat["draft_head"] = np.ascontiguousarray(full_head[:, ids].T, dtype=np_dtype)
-        elif "embed" in flat and cfg.tie_word_embeddings:
-            flat["draft_head"] = np.ascontiguousarray(flat["embed"][ids])
-    check_complete(shapes, flat, filled, keep, source)
-    return traverse_util.unflatten_dict(flat, sep="/")
-
-
 def params_to_hf(params: dict, cfg: ModelConfig) -> dict[str, np.ndarray]:
-    """The inverse of `hf_to_params`: {HF tensor name: numpy array (HF layout)}. Either layer layout."""
-    from pard_jax.models.layout import stack_layers
-
+    """The inverse of `weights.convert.hf_to_params`: {HF tensor name: numpy array (HF layout)}. Either layer
+    layout."""
     flat = {k: np.asarray(jax.device_get(v))
-            for k, v in traverse_util.flatten_dict(stack_layers(params), sep="/").items()}
+            for k, v in traverse_util.flatten_dict(layout.stack_layers(params), sep="/").items()}
     out: dict[str, np.ndarray] = {}
     used = set()
     for rule in RULES:
