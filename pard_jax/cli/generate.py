@@ -186,7 +186,7 @@ def _generate(args, cfg, prompts) -> int:
     for prompt, r in zip(prompts, results):
         if args.json:
             print(json.dumps({
-                "prompt": prompt, "mode": cfg.mode, "k": gen.loop.draft_len,
+                "prompt": prompt, "mode": cfg.mode, "k": gen.loop.k,
                 "text": tok.decode(r.token_ids, skip_special_tokens=True),
                 "token_ids": r.token_ids, "num_generated": r.num_generated, "target_calls": r.target_calls,
                 "mean_accepted": r.mean_accepted, "accept_rate_by_position": r.accept_rate_by_position,
