@@ -164,9 +164,7 @@ class Call:
 
 
 @dataclasses.dataclass
-class DraftLength:
-    """The figures of one k."""
-
+class DraftLength:  # the figures of one k
     k: int
     verify: Call
     pard_draft: Call
@@ -210,8 +208,7 @@ def loops(args, target, draft, ks) -> tuple[DecodeLoop, dict[int, DecodeLoop]]:
 
 
 def in_place(loop: DecodeLoop) -> DecodeLoop:
-    """`loop` without new tokens: its capacity for n tokens is what a call at context n needs (the entries and
-    the widest write past them)."""
+    """`loop` with no new tokens: its capacity(n) is what a call at context n needs (n, the widest write past)."""
     return dataclasses.replace(loop, max_new_tokens=0)
 
 
@@ -298,7 +295,7 @@ def as_json(args, f: Figures, device, peak: float | None) -> dict:
                         pard_iteration_ms=r.pard_iteration_ms, predicted_speedup=r.speedup) for r in f.by_k])
 
 
-def write_out(folder: str, lines: list[str], figures: dict) -> None:
+def write_out(folder: str, lines: list[str], figures: dict) -> None:  # --out
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "bench_calls.json"), "w") as f:
         json.dump(figures, f, indent=1)
