@@ -22,10 +22,11 @@ def auto_dtype_name(platform: str | None = None) -> str:
     return "float32" if platform == "cpu" else "bfloat16"
 
 
-def dtype_of(name: str):
-    """The jnp dtype called `name` in a config ("float32", "bfloat16", or "auto": the policy above)."""
+def dtype_of(name: str, platform: str | None = None):
+    """The jnp dtype called `name` in a config ("float32", "bfloat16", or "auto": the policy above, for `platform`,
+    by default that of the first device)."""
     if name == AUTO:
-        name = auto_dtype_name()
+        name = auto_dtype_name(platform)
     try:
         return DTYPES[name]
     except (KeyError, TypeError):

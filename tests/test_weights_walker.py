@@ -29,7 +29,7 @@ def _cfg(arch="LlamaForCausalLM", **kw):
         "sub-vocabulary-untied"])
 @pytest.mark.parametrize("stacked", [True, False], ids=["stacked", "per-layer"])
 def test_declared_axes_are_the_modules(cfg, stacked):
-    flax_axes = traverse_util.flatten_dict(param_logical_axes(cfg, scan=stacked), sep="/")
+    flax_axes = traverse_util.flatten_dict(param_logical_axes(cfg, Layout.STACKED if stacked else Layout.PER_LAYER), sep="/")
     assert flax_axes and all(table.logical_axes(path, stacked) == spec for path, spec in flax_axes.items()), \
         {path: (table.logical_axes(path, stacked), spec) for path, spec in flax_axes.items()}
 

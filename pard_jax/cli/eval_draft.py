@@ -76,28 +76,21 @@ def answers(generator, model: str, name: str, ids: list[list[int]], max_new_toke
 
 
 def load_draft(args, target_embed):
-    """(config, params, mask id, description) of the draft to score."""
+    """(config, params, description) of the draft to score."""
     if args.checkpoint is not None:
         from pard_jax.training.export import load_checkpoint
 
         cfg, params, _, step = load_checkpoint(args.checkpoint, args.step)
-        what = f"{args.checkpoint} step {step}"
-    else:
-        from pard_jax.weights.sources import load_model
+        return cfg, params, f"{args.checkpoint} step {step}"
+    from pard_jax.weights.sources import load_model
 
-        model = load_model(args.draft, num_layers=args.draft_layers, shared_embed=target_embed)
-        cfg, params, what = model.cfg, model.params, args.draft
-    mask_id = args.mask_token_id if args.mask_token_id is not None else cfg.pard_token
-    if mask_id is None:
-        raise UserError("the draft has no `pard_token` in its config; pass --mask-token-id N (the id it was trained "
-                        "with)")
-    if not 0 <= mask_id < cfg.vocab_size:
-        raise UserError(f"--mask-token-id {mask_id} lies outside the draft's vocabulary 0..{cfg.vocab_size - 1}")
-    return cfg, params, mask_id, what
+    model = load_model(args.draft, num_layers=args.draft_layers, shared_embed=target_embed)
+    return model.cfg, model.params, args.draft
 
 
 def evaluate(args) -> int:
     from pard_jax.config_io import load_config, overrides_from_args
+    from pard_jax.speculative.assemble import check_shared_vocab, mask_id_of
     from pard_jax.speculative.config import InferConfig
     from pard_jax.speculative.prompts import read_prompts
     from pard_jax.speculative.setup import build
@@ -118,10 +111,10 @@ def evaluate(args) -> int:
                               max_new_tokens=args.max_new_tokens, temperature=0.0)
     draft = load_draft(args, None) if args.checkpoint else None  # a bad run_dir fails before the target loads
     pipeline = build(cfg)
-    draft_cfg, params, mask_id, what = draft or load_draft(args, pipeline.generator.target_params["embed"])
-    if draft_cfg.vocab_size < len(pipeline.tokenizer):
-        raise UserError(f"the draft's vocabulary ({draft_cfg.vocab_size}) is smaller than the target tokenizer's "
-                        f"({len(pipeline.tokenizer)}): the draft must share the target's tokenizer")
+    draft_cfg, params, what = draft or load_draft(args, pipeline.generator.target_params["embed"])
+    loop = pipeline.generator.loop
+    check_shared_vocab(loop.target_cfg, draft_cfg, pipeline.tokenizer)
+    mask_id = mask_id_of(draft_cfg, args.mask_token_id, pipeline.tokenizer, loop.eos_ids)
     figures = {"draft": what, "k": args.k, "max_new_tokens": args.max_new_tokens, "sets": {}}
     for name, prompts in sets.items():
         ids = [encode_prompt(pipeline.tokenizer, p, cfg.chat_template) for p in prompts]

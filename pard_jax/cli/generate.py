@@ -34,6 +34,9 @@ def parse_args(argv=None):
     p.add_argument("--mode", choices=[m.value for m in Mode])
     p.add_argument("-k", type=int, dest="k", help="draft tokens per iteration (1..32)")
     p.add_argument("--mask-token-id", type=int, help="PARD mask token id (default: the draft's pard_token)")
+    p.add_argument("--pard2", choices=["auto", "td", "ti"],
+                   help="a PARD-2 draft: td reads the target's hidden states (target-dependent), ti does not "
+                        "(default auto: td when the draft has target_proj)")
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--temperature", type=float, help="0 means greedy")
     p.add_argument("--top-k", type=int)
@@ -185,13 +188,15 @@ def _generate(args, cfg, prompts) -> int:
         stream = sys.stdout.isatty() and cfg.batch_size == 1
         gen.chunk_iterations = cfg.stream_every if stream else 0
         printer = Printer(tok, prompts, stream)
-    label = f"{cfg.mode}" + (f" k={cfg.k}" if cfg.mode.uses_draft else "")
+    features = ("td" if gen.loop.target_dependent else "ti") if gen.loop.draft_cfg and gen.loop.draft_cfg.pard2 \
+        and cfg.mode == "pard" else None
+    label = f"{cfg.mode}" + (f" k={cfg.k}" if cfg.mode.uses_draft else "") + (f" {features}" if features else "")
     log(f"generating {len(prompts)} prompt(s), mode {cfg.mode}" + (f", k={cfg.k}" if cfg.mode.uses_draft else ""))
     results, seconds = timed_generate(gen, ids, cfg.seed, printer)
     for prompt, r in zip(prompts, results):
         if args.json:
             print(json.dumps({
-                "prompt": prompt, "mode": cfg.mode, "k": gen.loop.draft_len,
+                "prompt": prompt, "mode": cfg.mode, "k": gen.loop.k, "pard2": features,
                 "text": tok.decode(r.token_ids, skip_special_tokens=True),
                 "token_ids": r.token_ids, "num_generated": r.num_generated, "target_calls": r.target_calls,
                 "mean_accepted": r.mean_accepted, "accept_rate_by_position": r.accept_rate_by_position,

@@ -25,6 +25,8 @@ class InferConfig:
     mode: str = "ar"  # ar | sd | pard; held as a `Mode` (a str) once the config is built
     k: int = 8
     mask_token_id: int | None = None  # default: the draft's config.json `pard_token`
+    # PARD-2 drafts: td reads the target's hidden states (target-dependent), ti does not; auto: td for a PARD-2 draft
+    pard2: str = "auto"
     max_new_tokens: int = 128
     temperature: float = 0.0
     top_k: int = 0
@@ -60,5 +62,7 @@ def validate(c: InferConfig) -> SamplingParams:
         raise UserError(f"cache_memory_gb must be positive, got {c.cache_memory_gb}")
     if c.prefill_chunk < 1:
         raise UserError(f"prefill_chunk must be at least 1, got {c.prefill_chunk}")
+    if c.pard2 not in ("auto", "td", "ti"):
+        raise UserError(f"--pard2 must be auto, td or ti, got {c.pard2!r}")
     dtype_of(c.dtype)
     return SamplingParams(c.temperature, c.top_k, c.top_p)

@@ -16,17 +16,15 @@ import time
 import jax
 
 from pard_jax import program_cost
-from pard_jax.dtypes import dtype_of
 from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig
 from pard_jax.models.decoder import init_params
-from pard_jax.models.kernels import Kernels
 from pard_jax.models.layout import unstack_layers
 from pard_jax.program_cost import ProgramMemory, RowFit, fit_table, fmt_bytes, fmt_flops
-from pard_jax.speculative import placement
+from pard_jax.speculative import assemble, placement
 from pard_jax.speculative.config import InferConfig, validate
 from pard_jax.speculative.generator import compiled_programs, prompt_bucket, shape_signature
-from pard_jax.speculative.loop import DecodeLoop
+from pard_jax.speculative.loop import DecodeLoop, Mode
 
 DEFAULT_PROMPT_LEN = 512
 
@@ -79,24 +77,22 @@ def abstract_params(cfg: ModelConfig, dtype, mesh=None, rules=()) -> dict:
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, dtype, sharding=s), tree, shardings)
 
 
-def decode_loop(c: InferConfig, layers: int | None = None) -> DecodeLoop:
-    """The config's DecodeLoop from the models' shapes; `layers` keeps only the first N layers of each model."""
+def decode_loop(c: InferConfig, layers: int | None = None, platform: str | None = None) -> DecodeLoop:
+    """The config's DecodeLoop (`assemble.decode_loop`) from the models' shapes, for `platform`; `layers` keeps
+    only the first N layers of each model."""
     from pard_jax.weights.sources import model_shape
 
-    sp = validate(c)
+    validate(c)
     target = model_shape(c.target)
     draft = model_shape(c.draft, c.draft_layers) if c.mode.uses_draft else None
     if layers is not None:
         target = target.truncated(min(layers, target.num_layers))
         draft = draft and draft.truncated(min(layers, draft.num_layers))
-    # The mask id is a constant inside the program; any id compiles to the same shapes and bytes.
-    mask_id = next((m for m in (c.mask_token_id, draft and draft.pard_token) if m is not None), 0)
     placement.check_split(target, c.mesh.tensor, "target", "mesh.tensor")
     if draft is not None:
         placement.check_split(draft, c.mesh.draft_tensor, "draft", "mesh.draft_tensor")
-    return DecodeLoop(target, mode=c.mode, k=c.k if c.mode.uses_draft else 0, draft_cfg=draft, mask_id=mask_id,
-                      sampling=sp, max_new_tokens=c.max_new_tokens, eos_ids=target.eos_token_ids,
-                      dtype=dtype_of(c.dtype), prefill_chunk=c.prefill_chunk)
+    return assemble.decode_loop(assemble.with_stand_in_mask(c, draft), target, draft, eos_ids=target.eos_token_ids,
+                                platform=platform)
 
 
 def dry_run(c: InferConfig, *, prompt_len: int = DEFAULT_PROMPT_LEN, layers: int | None = None,
@@ -108,14 +104,13 @@ def dry_run(c: InferConfig, *, prompt_len: int = DEFAULT_PROMPT_LEN, layers: int
         raise UserError(f"--prompt-len must be at least 1, got {prompt_len}")
     mesh = placement.make_mesh(c.mesh)
     devices = mesh.devices.flat if mesh is not None else jax.devices()
-    kernels = Kernels.for_platform(platform) if platform else Kernels.for_devices(devices)
-    loop = dataclasses.replace(decode_loop(c, layers), kernels=kernels)
+    loop = decode_loop(c, layers, platform or next(iter(devices)).platform)
     if mesh is not None:
         loop = placement.on_mesh(loop)
     loop.check_context(prompt_len, c.max_cache_len, shorten="--prompt-len")
     prompt_len = prompt_bucket(prompt_len, c.prefill_chunk)  # what generation pads such a prompt to
     capacity = loop.capacity(prompt_len)
-    dtype = dtype_of(c.dtype)
+    dtype = loop.dtype
     tp = abstract_params(loop.target_cfg, dtype, mesh, placement.TARGET_RULES)
     dp = abstract_params(loop.draft_cfg, dtype, mesh, placement.DRAFT_RULES) if loop.draft_cfg is not None else None
     rows = c.mesh.data  # batch rows per device: B / rows
@@ -136,6 +131,14 @@ def _describe(name: str, cfg: ModelConfig) -> str:
     return f"{name}: {cfg.num_layers} layer(s), hidden {cfg.hidden_size}, vocab {cfg.vocab_size}"
 
 
+def _mask(r: InferDryRun) -> str:
+    if r.loop.mode is not Mode.PARD:
+        return ""
+    if assemble.mask_unknown(r.cfg, r.loop.draft_cfg):
+        return f", mask id {r.loop.mask_id} (a stand-in: the shape table holds no pard_token; pass --mask-token-id)"
+    return f", mask id {r.loop.mask_id}"
+
+
 def report(r: InferDryRun, layers: int | None = None) -> str:
     """The dry run as text for a person: programs, memory on the device, FLOPs, and the batch that fits."""
     c, loop, p = r.cfg, r.loop, r.programs
@@ -150,7 +153,7 @@ def report(r: InferDryRun, layers: int | None = None) -> str:
     if loop.draft_cfg is not None:
         lines.append(f"draft       {_describe(c.draft, loop.draft_cfg)}{cut}")
     lines += [
-        f"decoding    mode {c.mode}" + (f", k={c.k}" if c.mode.uses_draft else "") + f", {c.dtype}, batch "
+        f"decoding    mode {c.mode}" + (f", k={c.k}" if c.mode.uses_draft else "") + _mask(r) + f", {c.dtype}, batch "
         f"{r.batch}, prompts of {r.prompt_len} tokens + {c.max_new_tokens} new: {r.capacity} cache "
         "entries per row",
         f"kernels     {loop.kernels.describe()}",

@@ -170,6 +170,9 @@ class Generator:
     mesh: Mesh | None = None
     compile_seconds: float = 0.0
     programs_compiled: int = 0
+    # The loop with a draft whose draft_cfg and mask id `with_mode` gives a draft mode (default: `loop`, when it
+    # has a draft): an ar generator made by `with_mode` keeps the draft, and its loop stays a plain ar loop.
+    draft_loop: DecodeLoop | None = None
 
     def __post_init__(self):
         # Decoding reads each layer's weights from a buffer of its own (see models.layout).
@@ -178,6 +181,8 @@ class Generator:
             self.draft_params = self._place(self.draft_params, placement.DRAFT_RULES)
         if self.mesh is not None:
             self.loop = placement.on_mesh(self.loop)
+        if self.draft_loop is None and self.loop.mode.uses_draft:
+            self.draft_loop = self.loop
 
     def _place(self, params, rules):
         params = unstack_layers(params)
@@ -186,13 +191,24 @@ class Generator:
         return sharding.put_global(params, placement.param_shardings(self.mesh, params, rules))
 
     def with_mode(self, mode: Mode | str, k: int = 0, **loop_changes) -> "Generator":
-        """A generator for another decoding mode (and k) over the same models, batching and streaming."""
+        """A generator for another decoding mode (and k) over the same models, batching and streaming. Its ar
+        loop equals the one a plain ar run builds (the same programs); a draft mode takes the draft's config and
+        mask id from `draft_loop`, so pard -> ar -> pard works."""
         mode = Mode.parse(mode)
-        loop = dataclasses.replace(self.loop, mode=mode, k=k if mode.uses_draft else 0,
-                                   draft_cfg=self.loop.draft_cfg if mode.uses_draft else None, **loop_changes)
-        return Generator(loop, self.target_params, self.draft_params if mode.uses_draft else None,
-                         batch_size=self.batch_size, max_cache_len=self.max_cache_len,
-                         cache_memory_gb=self.cache_memory_gb, chunk_iterations=self.chunk_iterations, mesh=self.mesh)
+        if mode.uses_draft and (self.draft_params is None or self.draft_loop is None):
+            raise UserError(f"mode {mode.value!r} needs a draft model, and this generator was built without one "
+                            "(give it the draft's params and a loop with the draft)")
+        source = self.draft_loop or self.loop
+        loop = dataclasses.replace(self.loop, mode=mode, k=k, draft_cfg=source.draft_cfg, mask_id=source.mask_id,
+                                   **loop_changes)
+        return Generator(loop, self.target_params, self.draft_params, batch_size=self.batch_size,
+                         max_cache_len=self.max_cache_len, cache_memory_gb=self.cache_memory_gb,
+                         chunk_iterations=self.chunk_iterations, mesh=self.mesh, draft_loop=self.draft_loop)
+
+    @property
+    def _loop_draft_params(self) -> dict | None:
+        """The draft's params where the loop drafts, else None (an ar loop's programs take no draft)."""
+        return self.draft_params if self.loop.mode.uses_draft else None
 
     def check_prompt(self, n_tokens: int) -> None:
         self.loop.check_context(n_tokens, self.max_cache_len)
@@ -215,7 +231,7 @@ class Generator:
         misses = compiled_programs.cache_info().misses
         t0 = time.perf_counter()
         programs = compiled_programs(self.loop, B, P, shape_signature(self.target_params),
-                                     shape_signature(self.draft_params), self.mesh)
+                                     shape_signature(self._loop_draft_params), self.mesh)
         if compiled_programs.cache_info().misses > misses:
             self.compile_seconds += time.perf_counter() - t0
             self.programs_compiled += 1
@@ -261,12 +277,13 @@ class Generator:
             lengths_in = lengths
 
         t0 = time.perf_counter()
-        state = jax.block_until_ready(start(self.target_params, self.draft_params, tokens, lengths_in, done, key))
+        draft_params = self._loop_draft_params
+        state = jax.block_until_ready(start(self.target_params, draft_params, tokens, lengths_in, done, key))
         prefill_seconds = time.perf_counter() - t0
         reported = np.zeros((B,), np.int64)
         closed = np.zeros((B,), bool)
         while True:
-            state = run(self.target_params, self.draft_params, state, iterations)
+            state = run(self.target_params, draft_params, state, iterations)
             seq, last, row_done, calls, accepted = read_back(state, self.mesh)
             finished = bool(np.all(row_done))
             if on_tokens is not None:
@@ -279,7 +296,7 @@ class Generator:
             if finished:
                 break
         seconds = time.perf_counter() - t0
-        k = self.loop.draft_len
+        k = self.loop.k
         return [Result(token_ids=seq[i, lengths[i]:last[i] + 1].tolist(), target_calls=int(calls[i]),
                        accepted_at=accepted[i, :k].tolist(), seconds=seconds, prefill_seconds=prefill_seconds,
                        prompt_tokens=int(lengths[i])) for i in range(rows)]

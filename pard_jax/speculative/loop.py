@@ -77,7 +77,7 @@ class DecodeLoop:
     mode: Mode = Mode.AR
     k: int = 0
     draft_cfg: ModelConfig | None = None
-    mask_id: int = 0
+    mask_id: int | None = None  # PARD's mask token, the id the draft was trained with (`speculative.assemble`)
     sampling: SamplingParams = SamplingParams()
     max_new_tokens: int = 128
     eos_ids: tuple[int, ...] = ()
@@ -93,19 +93,27 @@ class DecodeLoop:
     draft_rules: tuple = ()
 
     def __post_init__(self):
-        object.__setattr__(self, "mode", Mode.parse(self.mode))
-        if self.target_dependent and (self.mode is not Mode.PARD or self.draft_cfg is None
-                                      or self.draft_cfg.pard2 is None):
+        mode = Mode.parse(self.mode)
+        object.__setattr__(self, "mode", mode)
+        # What a mode does not use is dropped, so that loops running the same program are equal (one jit key):
+        # ar has no draft and k = 0; only PARD has a mask id.
+        if not mode.uses_draft:
+            object.__setattr__(self, "k", 0)
+            object.__setattr__(self, "draft_cfg", None)
+        if mode is not Mode.PARD:
+            object.__setattr__(self, "mask_id", None)
+        if mode.uses_draft and self.draft_cfg is None:
+            raise UserError(f"mode {mode.value!r} needs the draft's config (draft_cfg); use mode ar without a draft")
+        if mode is Mode.PARD and self.mask_id is None:
+            raise UserError("a PARD loop needs mask_id, the id the draft was trained with (its pard_token); "
+                            "build it with speculative.assemble.decode_loop")
+        if self.target_dependent and (mode is not Mode.PARD or self.draft_cfg.pard2 is None):
             raise UserError("target-dependent drafting needs --mode pard and a PARD-2 draft (one with target_proj)")
 
     @property
     def feature_layers(self) -> tuple[int, ...]:
         """The target hidden states the draft reads (empty unless target-dependent)."""
         return self.draft_cfg.pard2.target_layers if self.target_dependent else ()
-
-    @property
-    def draft_len(self) -> int:
-        return self.k if self.mode.uses_draft else 0
 
     def check_context(self, prompt_tokens: int, max_cache_len: int | None, shorten: str = "the prompt") -> None:
         """Refuse a prompt whose tokens plus the new ones exceed the context: `max_cache_len`, by default the
@@ -120,7 +128,7 @@ class DecodeLoop:
 
     def capacity(self, prompt_bucket: int) -> int:
         """Cache/sequence length: prompt, new tokens, and the widest write past `last` (2k), rounded up."""
-        need = prompt_bucket + self.max_new_tokens + 2 * self.draft_len + 2
+        need = prompt_bucket + self.max_new_tokens + 2 * self.k + 2
         return -(-need // 64) * 64
 
     def _iterate(self, target_params, draft_params, state: LoopState) -> LoopState:
@@ -128,7 +136,7 @@ class DecodeLoop:
         key, k_draft, k_accept = jax.random.split(state.key, 3)
         with nn.logical_axis_rules(self.draft_rules):
             d = steps.draft(draft_params, self.draft_cfg, state.draft_cache, state.seq, state.last,
-                            k=self.draft_len, parallel=self.mode is Mode.PARD, mask_id=self.mask_id,
+                            k=self.k, parallel=self.mode is Mode.PARD, mask_id=self.mask_id,
                             vocab=self.target_cfg.vocab_size, sp=self.sampling, key=k_draft, dtype=self.dtype,
                             kernels=self.kernels, features=state.features)
         with nn.logical_axis_rules(self.target_rules):
@@ -183,7 +191,7 @@ class DecodeLoop:
         return LoopState(seq=seq, prompt_len=prompt_len, last=prompt_len - 1, done=done,
                          target_cache=target_cache, draft_cache=draft_cache, features=features, key=key,
                          target_calls=jnp.zeros((B,), jnp.int32),
-                         accepted_at=jnp.zeros((B, max(self.draft_len, 1)), jnp.int32),
+                         accepted_at=jnp.zeros((B, max(self.k, 1)), jnp.int32),
                          iteration=jnp.zeros((), jnp.int32))
 
     def run(self, target_params, draft_params, state: LoopState, num_iterations: jax.Array) -> LoopState:

@@ -8,11 +8,10 @@ import jax
 
 from pard_jax.dtypes import dtype_of
 from pard_jax.errors import UserError
-from pard_jax.models.kernels import Kernels
 from pard_jax.speculative import placement
+from pard_jax.speculative.assemble import decode_loop
 from pard_jax.speculative.config import InferConfig, validate
 from pard_jax.speculative.generator import Generator
-from pard_jax.speculative.loop import DecodeLoop, Mode
 from pard_jax.speculative.prompts import log
 
 
@@ -64,39 +63,26 @@ def check_split_early(spec: str, num_layers: int | None, degree: int, who: str, 
 
 def build(c: InferConfig) -> Pipeline:
     """Load target (and draft), check they fit together, and build a Generator."""
-    from pard_jax.weights.tokenizer import check_mask_token, load_tokenizer
+    from pard_jax.weights.tokenizer import load_tokenizer
 
-    sp = validate(c)
-    dtype = dtype_of(c.dtype)
+    validate(c)
     mesh = placement.make_mesh(c.mesh)
+    platform = (mesh.devices.flat[0] if mesh is not None else jax.devices()[0]).platform
+    dtype = dtype_of(c.dtype, platform)
     check_split_early(c.target, None, c.mesh.tensor, "target", "mesh.tensor")
     if c.mode.uses_draft:
         check_split_early(c.draft, c.draft_layers, c.mesh.draft_tensor, "draft", "mesh.draft_tensor")
     log(f"loading target {c.target} ...")
     target = load(c.target, dtype, mesh, placement.TARGET_RULES)
     tokenizer = load_tokenizer(target.tokenizer_source)
-    eos = eos_ids_of(target.cfg, tokenizer)
     placement.check_split(target.cfg, c.mesh.tensor, "target", "mesh.tensor")
     draft = None
-    mask_id = 0
     if c.mode.uses_draft:
         log(f"loading draft {c.draft}" + (f" (first {c.draft_layers} layers)" if c.draft_layers else "") + " ...")
         draft = load(c.draft, dtype, mesh, placement.DRAFT_RULES, c.draft_layers, target.params["embed"])
         placement.check_split(draft.cfg, c.mesh.draft_tensor, "draft", "mesh.draft_tensor")
-        real_vocab = len(tokenizer)
-        if min(draft.cfg.vocab_size, target.cfg.vocab_size) < real_vocab:
-            raise UserError(f"draft vocabulary ({draft.cfg.vocab_size}) and target vocabulary "
-                            f"({target.cfg.vocab_size}) do not match: the draft must share the target's tokenizer")
-    if c.mode is Mode.PARD:
-        mask_id = c.mask_token_id if c.mask_token_id is not None else draft.cfg.pard_token
-        if mask_id is None:
-            raise UserError("the draft has no `pard_token` in its config.json; pass --mask-token-id N "
-                            "(the id it was trained with)")
-        check_mask_token(mask_id, draft.cfg.vocab_size, tokenizer, eos)
-    loop = DecodeLoop(target.cfg, mode=c.mode, k=c.k if c.mode.uses_draft else 0,
-                      draft_cfg=draft.cfg if draft else None, mask_id=mask_id, sampling=sp,
-                      max_new_tokens=c.max_new_tokens, eos_ids=eos, dtype=dtype, prefill_chunk=c.prefill_chunk,
-                      kernels=Kernels.for_devices(mesh.devices.flat if mesh is not None else jax.devices()))
+    loop = decode_loop(c, target.cfg, draft.cfg if draft else None, eos_ids=eos_ids_of(target.cfg, tokenizer),
+                       tokenizer=tokenizer, platform=platform)
     gen = Generator(loop, target.params, draft.params if draft else None, batch_size=c.batch_size,
                     max_cache_len=c.max_cache_len,
                     cache_memory_gb=c.cache_memory_gb, mesh=mesh)

@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 
 from pard_jax import program_cost, sharding
-from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig
 from pard_jax.program_cost import ProgramMemory, RowFit, fit_table, fmt_bytes, fmt_flops
 from pard_jax.training import pipeline, trainer
@@ -45,13 +44,11 @@ class TrainDryRun:
 def model_without_weights(cfg: TrainConfig) -> trainer.InitialModel:
     """The run's initial model as a shape only (no weights, no tokenizer), with the mask id set."""
     from pard_jax.weights.sources import model_shape
+    from pard_jax.weights.tokenizer import check_mask_token
 
     m = cfg.model
     shape = model_shape(m.spec, m.num_layers) if m.spec is not None else ModelConfig.from_hf_dict(m.hf_config)
-    mask = cfg.pard.mask_token_id
-    if not 0 <= mask < shape.vocab_size:
-        raise UserError(f"pard.mask_token_id {mask} is outside the vocabulary (0..{shape.vocab_size - 1}); "
-                        "choose a reserved token id of the model")
+    mask = check_mask_token(cfg.pard.mask_token_id, shape.vocab_size, None, name="pard.mask_token_id")  # no tokenizer
     # A sub-vocabulary head's ids come from the data; any N ids give the same shapes.
     vocab = None if m.draft_vocab is None else tuple(range(min(m.draft_vocab, shape.vocab_size)))
     return trainer.InitialModel(dataclasses.replace(shape, pard_token=mask, draft_vocab=vocab), None, None,

@@ -10,12 +10,15 @@ import numpy as np
 
 from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig
+from pard_jax.weights.hf import WARP_MODEL
 from pard_jax.weights.table import EMBED_ROW_IDS, EMBED_ROWS, params_to_hf
+from pard_jax.weights.torch_file import write_tensors
 
 
 def export_hf(params, cfg: ModelConfig, out_dir: str, tokenizer=None, compact: bool = False,
               embed_rows: Sequence[int] = ()) -> None:
-    """Write model.safetensors + config.json (+ tokenizer files) that transformers loads with the same logits.
+    """Write model.safetensors + config.json (+ tokenizer files) that transformers loads with the same logits
+    (and a PARD-2 draft's target_proj as warp_model.bin, as the official PARD-2 code reads it).
 
     `compact` writes a draft for shipping beside its target: bfloat16 weights and, of the embedding table, only
     the rows `embed_rows` (where the draft's table differs from its target's, e.g. a learned mask token); the
@@ -25,6 +28,7 @@ def export_hf(params, cfg: ModelConfig, out_dir: str, tokenizer=None, compact: b
     from safetensors.numpy import save_file
 
     tensors = params_to_hf(params, cfg)
+    warp = {k: tensors.pop(k) for k in ("target_proj.weight", "target_proj.bias") if k in tensors}
     untied = cfg.tie_word_embeddings and "lm_head.weight" in tensors  # a trained sub-vocabulary head
     if compact:
         if not cfg.tie_word_embeddings:
@@ -36,6 +40,7 @@ def export_hf(params, cfg: ModelConfig, out_dir: str, tokenizer=None, compact: b
         if untied:
             tensors["lm_head.weight"] = tensors["lm_head.weight"][np.asarray(cfg.draft_vocab)]
         tensors = {k: v.astype(ml_dtypes.bfloat16) for k, v in tensors.items()}
+        warp = {k: v.astype(ml_dtypes.bfloat16) for k, v in warp.items()}
         if len(embed_rows):
             rows = np.asarray(sorted(set(int(i) for i in embed_rows)), np.int64)
             tensors[EMBED_ROWS] = table[rows].astype(ml_dtypes.bfloat16)
@@ -55,6 +60,8 @@ def export_hf(params, cfg: ModelConfig, out_dir: str, tokenizer=None, compact: b
     tmp = os.path.join(out_dir, ".model.safetensors.tmp")
     save_file(tensors, tmp, metadata={"format": "pt"})
     os.replace(tmp, os.path.join(out_dir, "model.safetensors"))
+    if warp:  # a PARD-2 draft: target_proj in warp_model.bin, the layout the official pard2_infer.py loads
+        write_tensors(os.path.join(out_dir, WARP_MODEL), warp)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         f.write(config_json(hf_cfg))
     if tokenizer is not None:

@@ -16,17 +16,30 @@ from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig
 from pard_jax.weights import lazy
 from pard_jax.weights.convert import hf_to_params, on_host
+from pard_jax.weights.torch_file import read_tensors
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+")
 _HUB_FILES = ["config.json", "*.safetensors", "model.safetensors.index.json", "generation_config.json",
               "tokenizer*", "special_tokens_map.json", "vocab.json", "merges.txt", "chat_template*"]
 
 
-def safetensors_tensors(directory: str, read_slice=lazy.read_slice) -> tuple[lazy.Safetensors, Callable[[], None]]:
+WARP_MODEL = "warp_model.bin"  # a PARD-2 draft's target_proj (torch.save), beside its safetensors
+
+
+def safetensors_tensors(directory: str, read_slice=lazy.read_slice,
+                        pard2: bool = False) -> tuple[lazy.Tensors, Callable[[], None]]:
     """(tensors, close) of the safetensors of an HF directory (single file or sharded index), each part read
-    from disk by `read_slice`."""
+    from disk by `read_slice`; for a PARD-2 draft (`pard2`) with the target_proj tensors of its warp_model.bin."""
     handles, close = safetensors_handles(directory)
-    return lazy.Safetensors(handles, read_slice), close
+    tensors = lazy.Safetensors(handles, read_slice)
+    if not pard2 or "target_proj.weight" in handles:
+        return tensors, close
+    warp = os.path.join(directory, WARP_MODEL)
+    if not os.path.isfile(warp):
+        close()
+        raise UserError(f"{directory} is a PARD-2 draft (spd_type pard2) without its {WARP_MODEL} (the target_proj "
+                        "weights); copy that file from the draft's checkpoint")
+    return lazy.Joined((tensors, lazy.in_memory(read_tensors(warp)))), close
 
 
 def safetensors_handles(directory: str) -> tuple[dict[str, Any], Callable[[], None]]:
@@ -102,7 +115,7 @@ def load_hf_dir(directory: str, dtype=jnp.float32, num_layers: int | None = None
                 shared_embed=None) -> tuple[ModelConfig, dict]:
     """(config, host params: numpy arrays in `dtype`) of an HF directory, keeping its first `num_layers` layers."""
     cfg = read_hf_config(directory)
-    tensors, close = safetensors_tensors(directory)
+    tensors, close = safetensors_tensors(directory, pard2=cfg.pard2 is not None)
     try:
         params = hf_to_params(cfg, tensors, on_host(dtype), num_layers=num_layers, shared_embed=shared_embed,
                               source=directory)

@@ -81,6 +81,26 @@ def in_memory(arrays: Mapping[str, Any]) -> Whole:
     return Whole({k: tuple(a.shape) for k, a in arrays.items()}, arrays.__getitem__)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Joined:
+    """Several Tensors as one (a checkpoint's safetensors and a PARD-2 draft's warp_model.bin); the first part
+    holding a name wins."""
+
+    parts: tuple[Tensors, ...]
+
+    def _part(self, name: str) -> Tensors:
+        return next(p for p in self.parts if name in p.names())
+
+    def names(self) -> Iterable[str]:
+        return list(dict.fromkeys(n for p in self.parts for n in p.names()))
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._part(name).shape(name)
+
+    def read(self, name: str, index: Index) -> Any:
+        return self._part(name).read(name, index)
+
+
 # ----------------------------------------------------------------------------------------------- lazy arrays
 
 

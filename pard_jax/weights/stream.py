@@ -40,7 +40,7 @@ def on_devices(dtype, sharding_of: ShardingOf) -> Place:
 def _stream_hf_dir(directory: str, dtype, sharding_of: ShardingOf, num_layers: int | None,
                    shared_embed=None) -> tuple[ModelConfig, dict]:
     cfg = hf.read_hf_config(directory)
-    tensors, close = hf.safetensors_tensors(directory, _read_slice)
+    tensors, close = hf.safetensors_tensors(directory, _read_slice, pard2=cfg.pard2 is not None)
     try:
         params = convert.hf_to_params(cfg, tensors, on_devices(dtype, sharding_of), stacked=False,
                                       num_layers=num_layers, shared_embed=shared_embed, source=directory)

@@ -76,6 +76,8 @@ RULES: tuple[Rule, ...] = (
     *_dense(_L + "mlp.gate_proj", "layers/mlp/gate_proj", ("embed", "mlp")),
     *_dense(_L + "mlp.up_proj", "layers/mlp/up_proj", ("embed", "mlp")),
     *_dense(_L + "mlp.down_proj", "layers/mlp/down_proj", ("mlp", "embed")),
+    # A PARD-2 draft's projection of the target's features (in warp_model.bin: `weights.hf.WARP_MODEL`)
+    *_dense("target_proj", "target_proj", ("features", "embed")),
 )
 # A sub-vocabulary draft's head (`ModelConfig.draft_vocab`): rows draft_vocab of its output layer, HF's [V, D]
 # lm_head (a compact draft stores only those rows) or, tied, of the embedding table.

@@ -120,14 +120,16 @@ def text_token_ids(tokenizer) -> set[int]:
 def check_mask_token(mask_id: int, vocab: int, tokenizer, eos_ids: Iterable[int] = (), *,
                      name: str = "mask token id") -> int:
     """`mask_id` if it can serve as PARD's mask token: inside the vocabulary and never produced by text, the
-    chat template or EOS (training and decoding must both be able to tell mask tokens from real ones).
+    chat template or EOS (training and decoding must both be able to tell mask tokens from real ones). Without a
+    `tokenizer` (a dry run reads none) only the vocabulary and EOS are checked.
 
     `name` is how the error sentence calls the setting (e.g. "pard.mask_token_id" in a training config).
     """
     if not 0 <= mask_id < vocab:
         raise UserError(f"{name} {mask_id} is outside the vocabulary (0..{vocab - 1}); "
                         "choose a reserved token id of the model (the one the draft was trained with)")
-    if mask_id in text_token_ids(tokenizer) | set(eos_ids):
+    text_ids = text_token_ids(tokenizer) if tokenizer is not None else set()
+    if mask_id in text_ids | set(eos_ids):
         raise UserError(f"{name} {mask_id} is a token that the text, the chat template or EOS uses; "
                         "choose a reserved id that never occurs in text (the one the draft was trained with)")
     return mask_id

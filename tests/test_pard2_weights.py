@@ -1,0 +1,130 @@
+"""Official-format PARD-2 drafts (config.json spd_type pard2 + warp_model.bin written by torch.save): loaded with
+the official semantics, decoded target-dependently to the target's own tokens, refused in one sentence when they
+cannot work, and exported back in the same layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from pard_jax.cli import generate
+from pard_jax.models.decoder import forward
+from pard_jax.weights.export import export_hf
+from pard_jax.weights.sources import load_model
+from pard_jax.weights.torch_file import read_tensors, write_tensors
+from tests import hf_tiny
+
+SHAPE = dict(hidden_size=48, intermediate_size=96, num_attention_heads=6, num_key_value_heads=3, vocab_size=132)
+MASK_ID = 130
+LAYERS = [-1, 1]
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """A tiny target and an official-format PARD-2 draft for it (what AMD-AGI/PARD's pard2 conversion writes)."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("pard2")
+    target, draft = str(root / "target"), str(root / "draft")
+    hf_tiny.make_tiny("llama", target, seed=1, num_hidden_layers=2, **SHAPE)
+    hf_tiny.make_tiny_tokenizer(120).save_pretrained(target)
+    model = hf_tiny.make_tiny("llama", draft, seed=2, num_hidden_layers=1, **SHAPE)
+    with open(os.path.join(draft, "config.json")) as f:
+        cfg = json.load(f)
+    cfg.update(pard_token=MASK_ID, spd_type="pard2", pard2=True, pard2_target_layers=LAYERS,
+               pard2_target_dim=2 * SHAPE["hidden_size"], pard2_scale=0.5, pard2_proj_bias=True)
+    with open(os.path.join(draft, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    g = torch.Generator().manual_seed(3)
+    warp = {"target_proj.weight": torch.randn(48, 96, generator=g) / 4, "target_proj.bias": torch.randn(48, generator=g)}
+    torch.save(warp, os.path.join(draft, "warp_model.bin"))
+    return dict(target=target, draft=draft, model=model, warp={k: v.numpy() for k, v in warp.items()}, root=root)
+
+
+def test_the_draft_reads_features_as_the_official_wrapper_does(pair):
+    """inputs_embeds = embed(ids) + scale * target_proj(features), then the base model (pard2_infer.py's
+    TargetFeatEmbedWarp)."""
+    loaded = load_model(pair["draft"])
+    assert loaded.cfg.pard2.target_layers == (-1, 1) and loaded.cfg.pard2.scale == 0.5
+    np.testing.assert_array_equal(loaded.params["target_proj"]["kernel"], pair["warp"]["target_proj.weight"].T)
+    tokens = hf_tiny.sample_tokens(132, batch=2, length=7)
+    feats = np.random.default_rng(0).standard_normal((2, 7, 96)).astype(np.float32)
+    model = pair["model"]
+    with torch.no_grad():
+        proj = torch.as_tensor(feats) @ torch.as_tensor(pair["warp"]["target_proj.weight"]).T
+        embeds = model.get_input_embeddings()(torch.as_tensor(tokens)) + 0.5 * (
+            proj + torch.as_tensor(pair["warp"]["target_proj.bias"]))
+        want = model(inputs_embeds=embeds).logits.numpy()
+    got = forward(loaded.params, loaded.cfg, jnp.asarray(tokens), jnp.broadcast_to(jnp.arange(7), tokens.shape),
+                  features=jnp.asarray(feats))
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-4, rtol=1e-4)
+
+
+def _run(capsys, pair, *args):
+    argv = ["--target", pair["target"], "--draft", pair["draft"], "--prompt", "w5 w6 w7 w9", "--json",
+            "--max-new-tokens", "16", "-k", "3", "--dtype", "float32", *args]
+    rc = generate.main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_an_official_pard2_draft_decodes_the_targets_tokens(capsys, pair):
+    rc, out, err = _run(capsys, pair, "--mode", "ar")
+    assert rc == 0, err
+    ar = json.loads(out.splitlines()[-1])["token_ids"]
+    for pard2 in ("auto", "td", "ti"):
+        rc, out, err = _run(capsys, pair, "--mode", "pard", "--pard2", pard2)
+        assert rc == 0, err
+        row = json.loads(out.splitlines()[-1])
+        assert row["token_ids"] == ar and row["pard2"] == ("ti" if pard2 == "ti" else "td")
+
+
+def test_pard2_drafts_that_cannot_work_are_refused_in_one_sentence(capsys, pair, tmp_path):
+    broken = str(tmp_path / "no_warp")
+    shutil.copytree(pair["draft"], broken)
+    os.remove(os.path.join(broken, "warp_model.bin"))
+    rc, _, err = _run(capsys, dict(pair, draft=broken), "--mode", "pard")
+    assert rc == 2 and err.count("error:") == 1 and "warp_model.bin" in err
+    wide = str(tmp_path / "wide")
+    shutil.copytree(pair["draft"], wide)
+    cfg = json.load(open(os.path.join(wide, "config.json")))
+    cfg.update(pard2_target_layers=[-1, 5], pard2_target_dim=96)
+    json.dump(cfg, open(os.path.join(wide, "config.json"), "w"))
+    rc, _, err = _run(capsys, dict(pair, draft=wide), "--mode", "pard")
+    assert rc == 2 and "hidden states [5]" in err and "--pard2 ti" in err
+    rc, out, err = _run(capsys, dict(pair, draft=wide), "--mode", "pard", "--pard2", "ti")
+    assert rc == 0, err  # target-independently it still drafts
+    rc, _, err = _run(capsys, pair, "--mode", "sd", "--pard2", "td")
+    assert rc == 2 and "--pard2 td needs --mode pard" in err
+
+
+def test_export_writes_the_official_layout_back(pair, tmp_path):
+    loaded = load_model(pair["draft"])
+    out = str(tmp_path / "out")
+    export_hf(loaded.params, loaded.cfg, out)
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    assert cfg["spd_type"] == "pard2" and cfg["pard2_target_layers"] == LAYERS and cfg["pard2_target_dim"] == 96
+    warp = torch.load(os.path.join(out, "warp_model.bin"), weights_only=True)
+    assert set(warp) == {"target_proj.weight", "target_proj.bias"}
+    np.testing.assert_array_equal(warp["target_proj.weight"].numpy(), pair["warp"]["target_proj.weight"])
+    again = load_model(out)
+    np.testing.assert_array_equal(again.params["target_proj"]["kernel"], loaded.params["target_proj"]["kernel"])
+
+
+def test_torch_files_are_read_without_unpickling_code(tmp_path):
+    path = str(tmp_path / "evil.bin")
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo unpickled",))
+
+    torch.save({"target_proj.weight": Evil()}, path)
+    with pytest.raises(Exception, match="refusing to load it"):
+        read_tensors(path)
+    write_tensors(str(tmp_path / "ok.bin"), {"a": np.arange(6, dtype=np.float32).reshape(2, 3)})
+    assert torch.load(str(tmp_path / "ok.bin"), weights_only=True)["a"].tolist() == [[0, 1, 2], [3, 4, 5]]
