@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pard_jax.speculative.steps import accept_greedy, commit
+from pard_jax import accept_greedy, commit  # the exported steps (pard_jax.speculative.steps)
 
 V = 10  # vocabulary of the hand-made logits
 EOS = 9
