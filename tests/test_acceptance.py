@@ -14,15 +14,24 @@ from pard_jax.training.acceptance import score
 from tests.tiny_models import forward, tiny_config, tiny_params
 
 CFG = tiny_config()
-TARGET = tiny_params(CFG, 0)
-WEAK = tiny_params(CFG, 1)
 MASK = 3
 PROMPTS = [[5, 9, 2, 33, 17], [1], list(range(10, 40))]
 
 
-def continuations(max_new: int = 16):
-    """The target's greedy continuations of PROMPTS (prompt + answer) and the prompt lengths."""
-    results = Generator(DecodeLoop(CFG, max_new_tokens=max_new), TARGET).generate(PROMPTS)
+@pytest.fixture(scope="module")
+def target():
+    return tiny_params(CFG, 0)
+
+
+@pytest.fixture(scope="module")
+def weak():
+    return tiny_params(CFG, 1)
+
+
+@pytest.fixture(scope="module")
+def continuations(target):
+    """The target's greedy continuations of PROMPTS (prompt + 16 new tokens) and the prompt lengths."""
+    results = Generator(DecodeLoop(CFG, max_new_tokens=16), target).generate(PROMPTS)
     return [p + r.token_ids for p, r in zip(PROMPTS, results)], [len(p) for p in PROMPTS]
 
 
@@ -37,22 +46,22 @@ def proposals_at_inference(params, cfg, ids: list[int], anchor: int, k: int) -> 
     return choice if cfg.draft_vocab is None else np.asarray(cfg.draft_vocab)[choice]
 
 
-def test_the_target_accepts_every_proposal_of_itself():
-    seqs, plens = continuations()
-    a = score(TARGET, CFG, seqs, plens, k=2, mask_id=MASK)
+def test_the_target_accepts_every_proposal_of_itself(target, continuations):
+    seqs, plens = continuations
+    a = score(target, CFG, seqs, plens, k=2, mask_id=MASK)
     assert a.anchors == sum(len(s) - p for s, p in zip(seqs, plens)) == 3 * 16
     assert a.accuracy[0] == 1.0
     assert a.tokens_per_call(1) == 2.0
 
 
 @pytest.mark.parametrize("sub_vocabulary", [False, True])
-def test_scores_equal_the_proposals_made_at_inference(sub_vocabulary):
-    cfg, params = CFG, WEAK
+def test_scores_equal_the_proposals_made_at_inference(weak, continuations, sub_vocabulary):
+    cfg, params = CFG, weak
     if sub_vocabulary:  # a head over the even ids: an odd next token is a miss
         cfg = dataclasses.replace(CFG, draft_vocab=tuple(range(0, CFG.vocab_size, 2)))
-        params = {**WEAK, "draft_head": WEAK["embed"][jnp.asarray(cfg.draft_vocab)]}
+        params = {**weak, "draft_head": weak["embed"][jnp.asarray(cfg.draft_vocab)]}
     k = 3
-    seqs, plens = continuations()
+    seqs, plens = continuations
     got = score(params, cfg, seqs, plens, k=k, mask_id=MASK)
 
     hits, scored, runs = np.zeros(k, int), np.zeros(k, int), []

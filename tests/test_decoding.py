@@ -20,16 +20,24 @@ from pard_jax.speculative.sampling import SamplingParams
 from tests.tiny_models import tiny_config, tiny_params
 
 CFG = tiny_config()
-TARGET = tiny_params(CFG, 0)
-WEAK_DRAFT = tiny_params(CFG, 1)
 MASK = 3
 CPU = Kernels.for_platform("cpu")  # the kernels generation on this machine uses (few-row products)
 
 
-def run(mode, k, prompts, draft=None, max_new=24, eos=(), batch_size=1, chunk=0, seed=0):
+@pytest.fixture(scope="module")
+def target():
+    return tiny_params(CFG, 0)
+
+
+@pytest.fixture(scope="module")
+def weak_draft():
+    return tiny_params(CFG, 1)
+
+
+def run(target, mode, k, prompts, draft=None, max_new=24, eos=(), batch_size=1, chunk=0, seed=0):
     loop = DecodeLoop(CFG, mode=mode, k=k, draft_cfg=CFG if mode != "ar" else None, mask_id=MASK,
                       max_new_tokens=max_new, eos_ids=eos, kernels=CPU)
-    gen = Generator(loop, TARGET, draft, batch_size=batch_size, chunk_iterations=chunk)
+    gen = Generator(loop, target, draft, batch_size=batch_size, chunk_iterations=chunk)
     return gen.generate(prompts, seed=seed)
 
 
@@ -39,62 +47,63 @@ PROMPTS = [[5, 9, 2, 33, 17], [1], list(range(10, 40))]
 @pytest.mark.parametrize("mode", ["sd", "pard"])
 @pytest.mark.parametrize("k", [1, 4, 8])
 @pytest.mark.parametrize("draft", ["weak", "target"])
-def test_greedy_speculative_equals_target(mode, k, draft):
-    expected = [r.token_ids for r in run("ar", 0, PROMPTS, batch_size=3)]
-    params = WEAK_DRAFT if draft == "weak" else TARGET
+def test_greedy_speculative_equals_target(target, weak_draft, mode, k, draft):
+    expected = [r.token_ids for r in run(target, "ar", 0, PROMPTS, batch_size=3)]
+    params = weak_draft if draft == "weak" else target
     for batch_size in (1, 3):
-        got = run(mode, k, PROMPTS, draft=params, batch_size=batch_size)
+        got = run(target, mode, k, PROMPTS, draft=params, batch_size=batch_size)
         assert [r.token_ids for r in got] == expected
         assert all(r.num_generated == 24 for r in got)
 
 
 @pytest.mark.parametrize("mode", ["sd", "pard"])
-def test_greedy_with_a_sub_vocabulary_draft_equals_target(mode):
+def test_greedy_with_a_sub_vocabulary_draft_equals_target(target, mode):
     """A draft that can propose only some ids (its head covers half the vocabulary) changes no token."""
     sub = dataclasses.replace(CFG, draft_vocab=tuple(range(0, CFG.vocab_size, 2)))
-    draft = {**TARGET, "draft_head": TARGET["embed"][jnp.asarray(sub.draft_vocab)]}
-    expected = [r.token_ids for r in run("ar", 0, PROMPTS, batch_size=3)]
+    draft = {**target, "draft_head": target["embed"][jnp.asarray(sub.draft_vocab)]}
+    expected = [r.token_ids for r in run(target, "ar", 0, PROMPTS, batch_size=3)]
     loop = DecodeLoop(CFG, mode=mode, k=4, draft_cfg=sub, mask_id=MASK, max_new_tokens=24)
-    got = Generator(loop, TARGET, draft, batch_size=3).generate(PROMPTS)
+    got = Generator(loop, target, draft, batch_size=3).generate(PROMPTS)
     assert [r.token_ids for r in got] == expected
     # Only even ids are ever proposed, so an accepted draft token is always even.
     assert sum(r.accepted_at[0] for r in got) > 0
 
 
-def test_sd_with_target_as_draft_accepts_everything():
+def test_sd_with_target_as_draft_accepts_everything(target):
     k = 4
-    for r in run("sd", k, PROMPTS, draft=TARGET, batch_size=3):
+    for r in run(target, "sd", k, PROMPTS, draft=target, batch_size=3):
         # 24 tokens at k+1 per call: 4 full iterations, then a last one cut by max_new_tokens.
         assert r.target_calls == 5
         assert r.accepted_at == [5, 5, 5, 5]
         assert r.mean_accepted == pytest.approx(24 / 5)
 
 
-def test_pard_with_target_as_draft_accepts_first_position_always():
+def test_pard_with_target_as_draft_accepts_first_position_always(target):
     # The first PARD draft token is the draft's ordinary next-token prediction.
-    for r in run("pard", 4, PROMPTS, draft=TARGET, batch_size=3):
+    for r in run(target, "pard", 4, PROMPTS, draft=target, batch_size=3):
         assert r.accept_rate_by_position[0] == 1.0
 
 
-def test_eos_inside_an_accepted_block_ends_the_row_there():
-    full = run("ar", 0, [PROMPTS[0]])[0].token_ids
+def test_eos_inside_an_accepted_block_ends_the_row_there(target):
+    full = run(target, "ar", 0, [PROMPTS[0]])[0].token_ids
     stop_at = next(i for i in range(3, len(full)) if full[i] not in full[:i])
     eos = (full[stop_at],)
     expected = full[:stop_at + 1]
-    assert run("ar", 0, [PROMPTS[0]], eos=eos)[0].token_ids == expected
+    assert run(target, "ar", 0, [PROMPTS[0]], eos=eos)[0].token_ids == expected
     for mode in ("sd", "pard"):
         for k in (4, 8):
-            r = run(mode, k, [PROMPTS[0]], draft=TARGET, eos=eos)[0]
+            r = run(target, mode, k, [PROMPTS[0]], draft=target, eos=eos)[0]
             assert r.token_ids == expected
             if mode == "sd":  # the draft equals the target: EOS arrives inside an accepted block
                 assert r.target_calls < len(expected)
 
 
-def test_max_new_tokens_is_never_exceeded_and_rows_finish_independently():
-    full = run("ar", 0, PROMPTS, batch_size=3)
+def test_max_new_tokens_is_never_exceeded_and_rows_finish_independently(target, weak_draft):
+    full = run(target, "ar", 0, PROMPTS, batch_size=3)
     eos = (full[1].token_ids[2],)  # row 1 stops early, the others go on
     for mode in ("ar", "sd", "pard"):
-        res = run(mode, 0 if mode == "ar" else 8, PROMPTS, draft=WEAK_DRAFT, eos=eos, batch_size=3, max_new=13)
+        res = run(target, mode, 0 if mode == "ar" else 8, PROMPTS, draft=weak_draft, eos=eos, batch_size=3,
+                  max_new=13)
         for r, f in zip(res, full):
             cut = next((i + 1 for i, t in enumerate(f.token_ids[:13]) if t in eos), 13)
             assert r.token_ids == f.token_ids[:cut]
@@ -104,26 +113,26 @@ def test_max_new_tokens_is_never_exceeded_and_rows_finish_independently():
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**16), lengths=st.lists(st.integers(1, 30), min_size=3, max_size=3),
        mode=st.sampled_from(["sd", "pard"]))
-def test_greedy_equality_property(seed, lengths, mode):
+def test_greedy_equality_property(target, seed, lengths, mode):
     # Fixed k and batch bucket keep this to a few compilations; seeds and prompt lengths vary.
     rng = np.random.default_rng(seed)
     prompts = [rng.integers(0, CFG.vocab_size, n).tolist() for n in lengths]
     draft = tiny_params(CFG, 1 + seed % 2)
-    expected = [r.token_ids for r in run("ar", 0, prompts, batch_size=4, max_new=12)]
-    got = [r.token_ids for r in run(mode, 4, prompts, draft=draft, batch_size=4, max_new=12)]
+    expected = [r.token_ids for r in run(target, "ar", 0, prompts, batch_size=4, max_new=12)]
+    got = [r.token_ids for r in run(target, mode, 4, prompts, draft=draft, batch_size=4, max_new=12)]
     assert got == expected
 
 
-def test_the_context_defaults_to_the_targets_own():
+def test_the_context_defaults_to_the_targets_own(target):
     """Without max_cache_len a prompt may fill the target's max_position_embeddings, and no more, before any
     program is compiled; max_cache_len lowers that bound."""
     cfg = dataclasses.replace(CFG, max_position_embeddings=40)
     loop = DecodeLoop(cfg, max_new_tokens=8)
-    Generator(loop, TARGET).check_prompt(32)
+    Generator(loop, target).check_prompt(32)
     with pytest.raises(UserError, match="needs 41 positions but the context is 40"):
-        Generator(loop, TARGET).generate([list(range(1, 34))])
+        Generator(loop, target).generate([list(range(1, 34))])
     with pytest.raises(UserError, match="needs 32 positions but the context is 30"):
-        Generator(loop, TARGET, max_cache_len=30).check_prompt(24)
+        Generator(loop, target, max_cache_len=30).check_prompt(24)
 
 
 def test_prompt_buckets_are_powers_of_two_up_to_a_chunk_then_whole_chunks():
@@ -134,16 +143,16 @@ def test_prompt_buckets_are_powers_of_two_up_to_a_chunk_then_whole_chunks():
 
 
 @pytest.mark.parametrize("mode,sampled", [("ar", False), ("sd", True), ("pard", False), ("pard", True)])
-def test_mixed_prompt_lengths_in_a_batch_with_chunked_prefill(mode, sampled):
+def test_mixed_prompt_lengths_in_a_batch_with_chunked_prefill(target, weak_draft, mode, sampled):
     """Prompts of 1 to 40 tokens in one batch, prefilled 8 tokens at a time (up to 5 chunks): each row decodes
     exactly as it does alone with a one-shot prefill, greedy and sampling (top-k 1 sampling is deterministic,
     so the sampling path must give the greedy tokens too)."""
     prompts = [[5, 9, 2], list(range(10, 50)), [7] * 17, [1]]
-    expected = [r.token_ids for r in run("ar", 0, prompts, max_new=12)]
+    expected = [r.token_ids for r in run(target, "ar", 0, prompts, max_new=12)]
     sp = SamplingParams(temperature=1.0, top_k=1) if sampled else SamplingParams()
     loop = DecodeLoop(CFG, mode=mode, k=0 if mode == "ar" else 4, draft_cfg=None if mode == "ar" else CFG,
                       mask_id=MASK, sampling=sp, max_new_tokens=12, prefill_chunk=8, kernels=CPU)
-    got = Generator(loop, TARGET, None if mode == "ar" else WEAK_DRAFT, batch_size=4).generate(prompts, seed=3)
+    got = Generator(loop, target, None if mode == "ar" else weak_draft, batch_size=4).generate(prompts, seed=3)
     assert [r.token_ids for r in got] == expected
     assert [r.prompt_tokens for r in got] == [len(p) for p in prompts]
     assert all(0 < r.prefill_seconds < r.seconds for r in got)
@@ -163,13 +172,13 @@ class CountingLowerings:
         return self.jitted(*args)
 
 
-def test_no_recompilation_across_iterations_chunks_and_prompt_lengths(monkeypatch):
+def test_no_recompilation_across_iterations_chunks_and_prompt_lengths(target, weak_draft, monkeypatch):
     lowered = collections.Counter()
     monkeypatch.setattr(generator, "start_jit", CountingLowerings(generator.start_jit, lowered, "start"))
     monkeypatch.setattr(generator, "run_jit", CountingLowerings(generator.run_jit, lowered, "run"))
     generator.compiled_programs.cache_clear()  # programs of earlier tests would hide this test's compilations
     loop = DecodeLoop(CFG, mode="pard", k=4, draft_cfg=CFG, mask_id=MASK, max_new_tokens=20)
-    gen = Generator(loop, TARGET, WEAK_DRAFT, batch_size=2, chunk_iterations=2)
+    gen = Generator(loop, target, weak_draft, batch_size=2, chunk_iterations=2)
     gen.generate([[1, 2, 3], [4] * 20])  # prompt bucket 32, many chunks
     gen.generate([[7] * 31, [8] * 9, [9, 9]])  # same buckets: batch of 2 then a batch of 1 (bucket 1)
     assert lowered == {"start": 2, "run": 2}  # batch buckets 2 and 1

@@ -3,12 +3,8 @@ configs, the inference configs, and `--dry-run` of every shipped training and in
 devices with the models cut to one layer (no weights, data, tokenizer or hub read)."""
 
 import glob
-import json
 import os
 import re
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
@@ -21,8 +17,8 @@ from pard_jax.speculative.config import InferConfig, validate
 from pard_jax.training.cod import token_budget
 from pard_jax.training.config import load_train_config
 from pard_jax.weights.sources import model_shape
+from processes import REPO, run_program
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = {name: os.path.join(REPO, "configs", "train", f"{name}.yaml")
          for name in ("pard_llama3.2_1b", "pard_qwen2.5_0.5b", "pard_qwen3_0.6b")}
 INFER = sorted(glob.glob(os.path.join(REPO, "configs", "infer", "*.yaml")))
@@ -108,67 +104,10 @@ def test_dry_run_of_an_unknown_model_is_one_sentence(capsys, main, argv):
     assert "Qwen/Qwen3-8B" in err[0]
 
 
-SCRIPT = textwrap.dedent("""
-    import contextlib, glob, io, json, os
-    import jax
-    from pard_jax.cli import generate, train
-    from pard_jax.config_io import load_config
-    from pard_jax.speculative.config import InferConfig
-    from pard_jax.speculative import dry_run as infer_dry_run
-    from pard_jax.training import dry_run as train_dry_run
-    from pard_jax.training.config import load_train_config
-
-    assert len(jax.devices()) == 8
-    def cli(main, *argv):
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = main(list(argv))
-        return {"rc": rc, "out": out.getvalue(), "err": err.getvalue()[-2000:]}
-
-    res = {"train": {}, "infer": {}}
-    for path in sorted(glob.glob(os.path.join(REPO, "configs/train/*.yaml"))):
-        name = os.path.basename(path)
-        cut = [] if name == "smoke.yaml" else ["model.num_layers=1"]  # smoke: an inline 2-layer model
-        if name.startswith("smollm2_pard_draft"):  # 4 rows per step: data 4 x tensor 2 (8 data shards are refused)
-            cut.append("mesh.tensor=2")
-        if name == "pard_qwen2.5_0.5b.yaml":  # through the library, to look inside the result too
-            r = train_dry_run.dry_run(load_train_config(path, cut), fit=False)
-            res["train"][name] = {"rc": 0, "out": train_dry_run.report(r), "err": ""}
-            res["split"] = dict(arguments=r.memory.arguments, parts=r.param_bytes + r.opt_bytes + r.batch_bytes,
-                                params=r.param_bytes, num_params=r.num_params, mesh=r.mesh)
-            continue
-        fit = [] if name == "pard_llama3.2_1b.yaml" else ["--no-fit"]
-        res["train"][name] = cli(train.main, "--config", path, "--dry-run", *fit, *cut)
-    for path in [*sorted(glob.glob(os.path.join(REPO, "configs/infer/*.yaml"))), "default"]:
-        name = os.path.basename(path)
-        if name == "pard_llama3.1_8b.yaml":  # on a 2 x 4 mesh too: what one device of it holds
-            one = infer_dry_run.dry_run(load_config(InferConfig, path), prompt_len=64, layers=1, fit=False)
-            r = infer_dry_run.dry_run(load_config(InferConfig, path, ["mesh.data=2", "mesh.tensor=4"]),
-                                      prompt_len=64, layers=1, fit=False)
-            res["infer"][name] = {"rc": 0, "out": infer_dry_run.report(r, layers=1), "err": ""}
-            res["mesh"] = dict(params=[one.param_bytes, r.param_bytes], batch=r.batch,
-                               cache=[list(one.programs.cache_bytes), list(r.programs.cache_bytes)])
-            continue
-        if name == "pard_qwen3_8b.yaml":  # through the library, to look inside the result too
-            r = infer_dry_run.dry_run(load_config(InferConfig, path, ["batch_size=2"]), prompt_len=64, layers=1,
-                                      fit=False)
-            res["infer"][name] = {"rc": 0, "out": infer_dry_run.report(r, layers=1), "err": ""}
-            res["cache"] = dict(got=list(r.programs.cache_bytes), capacity=r.capacity)
-            continue
-        config = [] if path == "default" else ["--config", path]
-        fit = [] if path == "default" else ["--no-fit"]
-        res["infer"][name] = cli(generate.main, *config, "--dry-run", "--dry-run-layers", "1", "--prompt-len", "64",
-                                 *fit)
-    print("RESULT " + json.dumps(res))
-""")
 
 
 def test_dry_run_of_every_shipped_config_on_8_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", f"REPO = {REPO!r}\n" + SCRIPT], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    res = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1][len("RESULT "):])
+    res = run_program("dry_runs", devices=8, timeout=600)
     assert set(res["train"]) == {os.path.basename(p) for p in glob.glob(os.path.join(REPO, "configs/train/*.yaml"))}
     for name, r in res["train"].items():
         assert r["rc"] == 0, (name, r["err"])

@@ -6,14 +6,11 @@ together; and degrees that do not divide the model are refused in one sentence."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
 from hf_tiny import make_tiny, make_tiny_tokenizer
-from processes import REPO, device_env, result_of, run_joined
+from processes import run_joined, run_program
 from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig
 from pard_jax.speculative import placement
@@ -42,61 +39,10 @@ def common_args(models) -> list[str]:
             "--dtype", "float32", "-k", "3"]
 
 
-# Runs in a 6-device process: each (mode, mesh, sampling) through the CLI, and the bytes each device holds.
-SCRIPT = textwrap.dedent("""
-    import contextlib, io, json, sys
-    import jax, numpy as np
-    from pard_jax.cli import generate
-    from pard_jax.errors import UserError
-    from pard_jax.speculative import setup
-    from pard_jax.speculative.config import InferConfig
-
-    def tokens(*argv):
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            assert generate.main([*ARGS, *argv]) == 0
-        return [json.loads(line)["token_ids"] for line in out.getvalue().splitlines()]
-
-    meshes = {"one": [], "2x3": ["mesh.data=2", "mesh.tensor=3"],
-              "2x3/draft3": ["mesh.data=2", "mesh.tensor=3", "mesh.draft_tensor=3"]}
-    runs = {}
-    for mode, names in (("ar", ["one", "2x3"]), ("sd", ["one", "2x3/draft3"]), ("pard", ["one", "2x3"])):
-        for name in names:
-            runs[f"{mode} {name}"] = tokens("--mode", mode, *meshes[name])
-    for name in ("one", "2x3"):
-        runs[f"pard sampling {name}"] = tokens("--mode", "pard", "--temperature", "1", "--seed", "3", *meshes[name])
-
-    cfg = InferConfig(target=ARGS[1], mode="ar", dtype="float32")
-    cfg.mesh.data, cfg.mesh.tensor = 2, 3
-    params = setup.build(cfg).generator.target_params
-    per_device, sharded_total, replicated_total = {}, 0, 0
-    for leaf in jax.tree.leaves(params):
-        split = not leaf.sharding.is_fully_replicated
-        if split:
-            sharded_total += leaf.nbytes
-        else:
-            replicated_total += leaf.nbytes
-        for shard in leaf.addressable_shards:
-            per_device[shard.device.id] = per_device.get(shard.device.id, 0) + (shard.data.nbytes if split else 0)
-
-    # A degree that does not divide the target is refused before any weight is read.
-    cfg.mesh.data, cfg.mesh.tensor = 1, 2
-    setup.load = lambda *a, **k: sys.exit("read weights before refusing mesh.tensor=2")
-    try:
-        setup.build(cfg)
-        refused = None
-    except UserError as e:
-        refused = str(e)
-    print("RESULT " + json.dumps(dict(runs=runs, per_device=per_device, sharded_total=sharded_total,
-                                      replicated_total=replicated_total, refused=refused)))
-""")
 
 
 def test_mesh_2x3_decodes_what_one_device_decodes(models):
-    proc = subprocess.run([sys.executable, "-c", f"ARGS = {common_args(models)!r}\n" + SCRIPT], env=device_env(6),
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    res = result_of(proc.stdout)
+    res = run_program("generate_mesh", common_args(models), devices=6, timeout=300)
     runs = res["runs"]
     one = runs["ar one"]
     assert len(one) == len(PROMPTS) and all(len(t) == 12 for t in one)
@@ -114,11 +60,6 @@ def test_mesh_2x3_decodes_what_one_device_decodes(models):
     assert "its 3 KV heads do not divide by 2; use mesh.tensor in [1, 3]" in res["refused"]
 
 
-MULTI = textwrap.dedent("""
-    import sys
-    from pard_jax.cli import generate
-    sys.exit(generate.main(sys.argv[1:]))
-""")
 
 
 def test_two_processes_decode_together(models, capsys):
@@ -128,7 +69,8 @@ def test_two_processes_decode_together(models, capsys):
 
     assert generate.main([*common_args(models), "--mode", "pard"]) == 0
     want = [json.loads(line)["token_ids"] for line in capsys.readouterr().out.splitlines()]
-    outs = run_joined(MULTI, [*common_args(models), "--mode", "pard", "mesh.data=2", "mesh.tensor=3"], devices=3)
+    outs = run_joined("infer/generate.py", [*common_args(models), "--mode", "pard", "mesh.data=2", "mesh.tensor=3"],
+                      devices=3)
     rows = [[json.loads(line)["token_ids"] for line in out.splitlines() if line.startswith("{")] for out in outs]
     assert rows[0] == want  # (the collectives library may print a line of its own)
     assert rows[1] == []

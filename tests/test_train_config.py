@@ -3,15 +3,12 @@
 import glob
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
 from pard_jax.errors import UserError
 from pard_jax.training.config import TrainConfig, load_train_config
-from processes import REPO, result_of
+from processes import REPO, run_program
 
 SMOKE = os.path.join(REPO, "configs", "train", "smoke.yaml")
 DATA = os.path.join(REPO, "configs", "train", "data", "smoke.jsonl")
@@ -31,35 +28,6 @@ def test_overrides_and_unknown_keys():
         load_train_config(SMOKE, ["pard.rr=0.5"])
 
 
-# Runs train/train.py once per argv, as `python train/train.py ARGV` would, but in one process (one start-up of
-# JAX for all of them): file descriptor 2 goes to a file per run, so whatever would reach the terminal (warnings,
-# logs, messages of the C++ libraries) is in that run's stderr.
-RUNS = textwrap.dedent("""
-    import json, os, runpy, sys, tempfile, traceback
-
-    def run(argv):
-        sys.argv = ["train/train.py", *argv]
-        with tempfile.TemporaryFile("w+") as err:
-            sys.stderr.flush()
-            saved = os.dup(2)
-            os.dup2(err.fileno(), 2)
-            try:
-                runpy.run_path("train/train.py", run_name="__main__")
-                code = 0
-            except SystemExit as e:
-                code = e.code
-            except BaseException:
-                traceback.print_exc()  # as the interpreter would, before exiting with status 1
-                code = 1
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
-            err.seek(0)
-            return {"code": code, "err": err.read()}
-
-    print("RESULT " + json.dumps([run(argv) for argv in json.loads(sys.argv[1])]))
-""")
 
 
 def _overrides(*overrides, run_dir):
@@ -93,12 +61,8 @@ def test_bad_input_gives_one_sentence_and_a_nonzero_exit(tmp_path):
     }
     run_dirs = {name: tmp_path / ("run" if name == "other model shape" else name.replace(" ", "_")) for name in cases}
     argvs = [["--config", SMOKE, *_overrides(*over, run_dir=run_dirs[name])] for name, (over, _) in cases.items()]
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, "-c", RUNS, json.dumps(argvs)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    for name, r in zip(cases, result_of(proc.stdout)):
+    # All runs in one process (tests/programs/train_runs.py), each with its own stderr.
+    for name, r in zip(cases, run_program("train_runs", [json.dumps(argvs)], devices=None, timeout=300)):
         lines = [ln for ln in r["err"].strip().splitlines() if ln.strip()]
         assert r["code"] != 0, name
         assert len(lines) == 1 and lines[0].startswith("error: "), (name, r["err"][-2000:])

@@ -2,28 +2,14 @@
 train 3 steps of smoke.yaml on one 8-device mesh, save a checkpoint together, and agree on the loss."""
 
 import os
-import textwrap
 
 from processes import REPO, result_of, run_joined
 
-DRIVER = textwrap.dedent("""
-    import json, os, sys
-    from pard_jax.training.config import load_train_config
-    from pard_jax.training.trainer import run
-    cfg = load_train_config(os.path.join(REPO, "configs/train/smoke.yaml"), sys.argv[1:])
-    logged = run(cfg, progress=False)
-    import jax
-    print("RESULT " + json.dumps({"process": jax.process_index(), "count": jax.process_count(),
-                                  "devices": jax.device_count(), "local": jax.local_device_count(),
-                                  "losses": [r["loss"] for r in logged]}))
-""")
-
 
 def test_two_processes_agree_on_the_loss(tmp_path):
-    code = f"REPO = {REPO!r}\n" + DRIVER
     argv = [f"run_dir={tmp_path}", f"data.paths=[{REPO}/configs/train/data/smoke.jsonl]",
             "train.steps=3", "train.log_every=1", "checkpoint.every=3", "mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"]
-    outs = [result_of(out) for out in run_joined(code, argv, devices=4, fast_compile=True)]
+    outs = [result_of(out) for out in run_joined("train_joined", argv, devices=4, fast_compile=True)]
     assert sorted(o["process"] for o in outs) == [0, 1]
     assert all(o["count"] == 2 and o["devices"] == 8 and o["local"] == 4 for o in outs)
     a, b = outs[0]["losses"], outs[1]["losses"]

@@ -2,12 +2,6 @@
 tensor 3) the streamed params equal load_model's, each device holds and reads only its own slices; in process,
 drafts assembled from more than one place, and that bad checkpoints give load_model's very sentences."""
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,88 +14,9 @@ from pard_jax.models.layout import unstack_layers
 from pard_jax.weights import sources, store, stream, table
 from pard_jax.weights.export import export_hf
 from pard_jax.weights.sources import load_model
+from tests.processes import run_program
 from tests.tiny_models import tiny_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-SCRIPT = textwrap.dedent("""
-    import json, math
-    from pathlib import Path
-    import jax, jax.numpy as jnp, numpy as np
-    from flax import traverse_util
-    from jax.sharding import NamedSharding, PartitionSpec as P
-    from pard_jax.models.layout import unstack_layers
-    from pard_jax.weights import store, stream
-    from pard_jax.weights.sources import load_model
-
-    assert len(jax.devices()) == 6, jax.devices()
-    mesh = jax.make_mesh((2, 3), ("data", "tensor"))
-    COLUMNS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")
-
-    def spec_of(path):  # heads / MLP / vocab over "tensor", norms replicated; kernels are [out, in]
-        if path in ("embed", "lm_head") or (path.endswith("kernel") and any(c in path for c in COLUMNS)):
-            return P("tensor", None)
-        if path.endswith("kernel"):  # o_proj, down_proj: their input (heads / MLP) axis
-            return P(None, "tensor")
-        return P()
-
-    def sharding_of(path, shape):
-        return NamedSharding(mesh, spec_of(path))
-
-    reads = []  # (tensor key, elements read, elements of one param)
-    read_slice = stream._read_slice
-
-    def counting(handle, key, index):
-        a = read_slice(handle, key, index)
-        full = handle.get_slice(key).get_shape()
-        reads.append((key, a.size, math.prod(full[1:] if key.startswith("layers/") else full)))
-        return a
-    stream._read_slice = counting
-
-    def flat(tree):
-        return traverse_util.flatten_dict(tree, sep="/")
-
-    ref = load_model(SINGLE)
-    want = {k: np.asarray(v) for k, v in flat(unstack_layers(ref.params)).items()}
-
-    def compare(params, dtype=np.float32, layers=None):
-        got = flat(params)
-        keys = {k for k in want if layers is None or not k.startswith("layers_") or int(k[7:].split("/")[0]) < layers}
-        assert set(got) == keys, sorted(set(got) ^ keys)
-        return all(got[k].dtype == dtype and np.array_equal(np.asarray(got[k]), want[k].astype(dtype))
-                   for k in keys)
-
-    out = {}
-    m = stream.stream_model(SINGLE, jnp.float32, sharding_of)
-    out["tokenizer_source"], out["spec"], out["cfg_same"] = m.tokenizer_source, m.spec, m.cfg == ref.cfg
-    out["f32"] = compare(m.params)
-    out["reads"] = reads[:]
-    # Bytes held: each tensor-sharded leaf's shard is a third of it on every device; per device, the sum.
-    sharded = replicated = 0
-    per_device, thirds = {}, True
-    for path, a in flat(m.params).items():
-        split = spec_of(path) != P()
-        sharded, replicated = sharded + split * a.nbytes, replicated + (not split) * a.nbytes
-        for s in a.addressable_shards:
-            thirds &= (not split) or s.data.nbytes * 3 == a.nbytes
-            per_device[str(s.device)] = per_device.get(str(s.device), 0) + s.data.nbytes
-    out.update(thirds=thirds, sharded=sharded, replicated=replicated, per_device=per_device,
-               specs=sorted({tuple(a.sharding.spec) for a in jax.tree.leaves(m.params)}, key=str))
-    out["bf16"] = compare(stream.stream_model(SINGLE, jnp.bfloat16, sharding_of).params, jnp.bfloat16)
-    out["index"] = compare(stream.stream_model(INDEX, jnp.float32, sharding_of).params)
-    short = stream.stream_model(INDEX, jnp.float32, sharding_of, num_layers=2)
-    out["index_short"] = compare(short.params, layers=2) and short.cfg.num_layers == 2
-    # A GGUF cache entry: stacked [L, ...] float32 params under their param paths.
-    folder = Path(TMP) / "cache"
-    store.write_params(folder, ref.cfg, flat(ref.params))
-    del reads[:]
-    cfg, params = stream._stream_cache(folder, jnp.float32, sharding_of, None)
-    out["cache"] = compare(params) and cfg == ref.cfg
-    out["cache_reads"] = reads[:]
-    cfg, params = stream._stream_cache(folder, jnp.bfloat16, sharding_of, 1)
-    out["cache_short"] = compare(params, jnp.bfloat16, layers=1) and cfg.num_layers == 1
-    print("RESULT " + json.dumps(out))
-""")
 
 
 def _tiny_hf_dirs(tmp_path):
@@ -121,12 +36,7 @@ def _tiny_hf_dirs(tmp_path):
 
 def test_streams_into_shards_on_6_devices(tmp_path):
     single, index = _tiny_hf_dirs(tmp_path)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=6", JAX_PLATFORMS="cpu")
-    code = f"SINGLE = {single!r}\nINDEX = {index!r}\nTMP = {str(tmp_path)!r}\n" + SCRIPT
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    res = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1][len("RESULT "):])
+    res = run_program("weights_stream", [single, index, tmp_path], devices=6, timeout=300)
     assert res["tokenizer_source"] == single and res["spec"] == single and res["cfg_same"]
     # 1. the same values as load_model (+ unstack_layers), exactly; bfloat16 = float32 cast.
     assert res["f32"] and res["bf16"] and res["index"] and res["index_short"]

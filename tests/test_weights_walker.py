@@ -9,6 +9,7 @@ from flax import traverse_util
 
 from pard_jax.models.config import ModelConfig
 from pard_jax.models.decoder import param_logical_axes
+from pard_jax.models.layout import Layout
 from pard_jax.weights import lazy, table
 
 
