@@ -36,6 +36,7 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
     ("act_embed", None),
     ("act_heads", "tensor"),
     ("act_mlp", "tensor"),
+    ("features", None),  # a PARD-2 draft's input from the target's hidden states
 )
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from pard_jax.models.config import ModelConfig
+from pard_jax.models.config import ModelConfig, Pard2
 from pard_jax.models.decoder import param_logical_axes
 from pard_jax.models.layout import Layout
 from pard_jax.weights import lazy, table
@@ -26,11 +26,13 @@ def _cfg(arch="LlamaForCausalLM", **kw):
     _cfg("Qwen3ForCausalLM", qk_norm=True, tie_word_embeddings=True),
     _cfg(tie_word_embeddings=True, draft_vocab=(1, 5, 6, 30)),
     _cfg(draft_vocab=(0, 2, 39)),
+    _cfg(tie_word_embeddings=True, pard2=Pard2((-1, 1), 32, proj_bias=True)),
 ], ids=["llama-untied", "llama-all-biases", "qwen2-tied", "qwen3-tied", "sub-vocabulary-tied",
-        "sub-vocabulary-untied"])
+        "sub-vocabulary-untied", "pard2"])
 @pytest.mark.parametrize("stacked", [True, False], ids=["stacked", "per-layer"])
 def test_declared_axes_are_the_modules(cfg, stacked):
-    flax_axes = traverse_util.flatten_dict(param_logical_axes(cfg, Layout.STACKED if stacked else Layout.PER_LAYER), sep="/")
+    layout = Layout.STACKED if stacked else Layout.PER_LAYER
+    flax_axes = traverse_util.flatten_dict(param_logical_axes(cfg, layout), sep="/")
     assert flax_axes and all(table.logical_axes(path, stacked) == spec for path, spec in flax_axes.items()), \
         {path: (table.logical_axes(path, stacked), spec) for path, spec in flax_axes.items()}
 
