@@ -12,6 +12,7 @@ from pard_jax.cli import generate, train
 from pard_jax.config_io import load_config
 from pard_jax.errors import UserError
 from pard_jax.models import shapes
+from pard_jax.speculative import assemble
 from pard_jax.speculative import dry_run as infer_dry_run
 from pard_jax.speculative.config import InferConfig, validate
 from pard_jax.training.cod import token_budget
@@ -75,9 +76,14 @@ def test_training_configs_hold_the_reference_recipe(name, mask, lr):
 def test_inference_configs_are_the_published_pairs(path):
     cfg = load_config(InferConfig, path)
     validate(cfg)
-    assert (cfg.mode, cfg.k, cfg.dtype, cfg.max_new_tokens) == ("pard", 12, "bfloat16", 512)
-    assert (cfg.mesh.data, cfg.mesh.tensor) == (1, 1)
     target, draft = model_shape(cfg.target), model_shape(cfg.draft)
+    if os.path.basename(path).startswith("pard2_"):  # PARD-2's official evaluation: k=15, 256 new tokens
+        assert (cfg.mode, cfg.k, cfg.dtype, cfg.max_new_tokens, cfg.pard2) == ("pard", 15, "bfloat16", 256, "auto")
+        assert draft.pard2.target_dim == len(draft.pard2.target_layers) * target.hidden_size
+        assert assemble.target_dependent(cfg, target, draft)
+    else:
+        assert (cfg.mode, cfg.k, cfg.dtype, cfg.max_new_tokens) == ("pard", 12, "bfloat16", 512)
+    assert (cfg.mesh.data, cfg.mesh.tensor) == (1, 1)
     assert draft.vocab_size <= target.vocab_size and draft.architecture == target.architecture
 
 
