@@ -109,7 +109,7 @@ def test_inference_mesh_needs_its_devices():
 
 def test_inference_dry_run_refuses_a_prompt_past_the_context_naming_its_flag():
     c = load_config(InferConfig, INFER[0])
-    context = model_shape(c.target).max_position_embeddings
+    context = c.max_cache_len or model_shape(c.target).max_position_embeddings
     with pytest.raises(UserError, match=f"the context is {context}; shorten --prompt-len"):
         infer_dry_run.dry_run(c, prompt_len=context, layers=1)
 

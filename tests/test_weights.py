@@ -16,7 +16,7 @@ import transformers
 from flax import traverse_util
 
 from pard_jax.errors import UserError
-from pard_jax.models.config import ModelConfig, RopeScaling
+from pard_jax.models.config import ModelConfig, Pard2, RopeScaling
 from pard_jax.weights import convert, gguf, lazy, sources, store, table
 from pard_jax.weights.export import export_hf
 from pard_jax.weights.sources import load_model
@@ -102,6 +102,7 @@ _ROUND_TRIP_CONFIGS = [
                      tie_word_embeddings=True, max_position_embeddings=1234, bos_token_id=1, eos_token_ids=(2, 7),
                      pard_token=5),
     _all_options_cfg("Qwen3ForCausalLM", eos_token_ids=(3,), bos_token_id=0, pard_token=0, draft_vocab=(0, 4, 39)),
+    _all_options_cfg(pard_token=3, pard2=Pard2((-1, -3, 0), 3 * 64, 0.5, True)),
 ]
 
 
