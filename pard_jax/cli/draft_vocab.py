@@ -40,9 +40,9 @@ def main(argv=None) -> int:
     def body():
         import numpy as np
 
-        from pard_jax.distill.vocab import coverage, frequent_ids, token_counts, trained_ids
+        from pard_jax.distill.vocab import coverage, frequent_ids, token_counts
         from pard_jax.errors import UserError
-        from pard_jax.training.records import read_records
+        from pard_jax.training.records import read_records, trained_ids
         from pard_jax.weights.tokenizer import load_tokenizer
 
         tok = load_tokenizer(args.target)

@@ -147,3 +147,14 @@ def encode_record(record: dict, tok, *, chat_template: bool, train_on_prompt: bo
     ids = np.asarray([i for p, _ in pieces for i in p], np.int32)[:max_length]
     targets = np.asarray([train_on_prompt or t for p, t in pieces for _ in p], bool)[:max_length]
     return {"ids": ids, "targets": targets}
+
+
+def trained_ids(records: list[dict], tokenizer, *, chat_template: bool = True,
+                train_on_prompt: bool = False) -> list[np.ndarray]:
+    """The ids each training record trains as predictions: the target's answers."""
+    out = []
+    for rec in records:
+        e = encode_record(rec, tokenizer, chat_template=chat_template, train_on_prompt=train_on_prompt,
+                          max_length=1 << 30)
+        out.append(e["ids"][e["targets"]])
+    return out

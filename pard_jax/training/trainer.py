@@ -124,8 +124,8 @@ def load_initial_model(cfg: TrainConfig) -> InitialModel:
 def with_draft_vocab(cfg: TrainConfig, model_cfg: ModelConfig, host_params: dict | None, tok):
     """The model with a sub-vocabulary head over the `model.draft_vocab` ids most frequent among the training
     data's trained tokens (EOS always in): its `draft_head` starts as those rows of the output layer."""
-    from pard_jax.distill.vocab import coverage, frequent_ids, token_counts, trained_ids
-    from pard_jax.training.records import read_records
+    from pard_jax.distill.vocab import coverage, frequent_ids, token_counts
+    from pard_jax.training.records import read_records, trained_ids
 
     if model_cfg.draft_vocab is not None:
         raise UserError("model.draft_vocab: the model already has a sub-vocabulary head; drop the setting")
