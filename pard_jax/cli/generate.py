@@ -16,12 +16,16 @@ import os
 import sys
 import time
 
+from pard_jax import config_io, distributed
 from pard_jax.cli import run_cli
 from pard_jax.errors import UserError
 from pard_jax.models.kernels import PLATFORMS
-from pard_jax.speculative.config import DEFAULT_CONFIG
+from pard_jax.speculative import dry_run as dr
+from pard_jax.speculative.config import DEFAULT_CONFIG, InferConfig
 from pard_jax.speculative.loop import Mode
-from pard_jax.speculative.prompts import log
+from pard_jax.speculative.prompts import log, read_prompts
+from pard_jax.speculative.setup import build
+from pard_jax.weights.tokenizer import encode_prompt
 
 
 def parse_args(argv=None):
@@ -72,11 +76,7 @@ def parse_args(argv=None):
 
 
 def load_config(args):
-    from pard_jax.config_io import load_config as load
-    from pard_jax.config_io import overrides_from_args
-    from pard_jax.speculative.config import InferConfig
-
-    return load(InferConfig, args.config, overrides_from_args(args, InferConfig))
+    return config_io.load_config(InferConfig, args.config, config_io.overrides_from_args(args, InferConfig))
 
 
 class Printer:
@@ -153,8 +153,6 @@ def main(argv=None) -> int:
 
 
 def dry_run(args) -> int:
-    from pard_jax.speculative import dry_run as dr
-
     result = dr.dry_run(load_config(args), prompt_len=args.prompt_len, layers=args.dry_run_layers,
                         fit=not args.no_fit, platform=args.platform)
     print(dr.report(result, layers=args.dry_run_layers), flush=True)
@@ -162,9 +160,6 @@ def dry_run(args) -> int:
 
 
 def generate(args) -> int:
-    from pard_jax import distributed
-    from pard_jax.speculative.prompts import read_prompts
-
     cfg = load_config(args)
     prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts_file)
     if any(not p.strip() for p in prompts):
@@ -177,9 +172,6 @@ def generate(args) -> int:
 
 
 def _generate(args, cfg, prompts) -> int:
-    from pard_jax.speculative.setup import build
-    from pard_jax.weights.tokenizer import encode_prompt
-
     pipeline = build(cfg)
     tok, gen = pipeline.tokenizer, pipeline.generator
     ids = [encode_prompt(tok, p, cfg.chat_template) for p in prompts]
