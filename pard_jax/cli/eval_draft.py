@@ -1,5 +1,5 @@
 """How often the target would accept a PARD draft's proposals, teacher-forced along the target's own greedy answers
-to a prompt set: deterministic, in minutes, without timing noise (`pard_jax.training.acceptance`).
+to a prompt set: deterministic, in minutes, without timing noise (`pard_jax.training.draft_score`).
 
 python train/eval_draft.py --prompts-file F [--prompts-file G ...] (--draft SPEC | --checkpoint RUN_DIR
     [--step S]) [-k 4] [--limit N] [--max-new-tokens 128] [--config CONFIG] [--target SPEC] [--draft-layers N]
@@ -30,7 +30,7 @@ from pard_jax.speculative.config import DEFAULT_CONFIG, InferConfig
 from pard_jax.speculative.loop import Mode
 from pard_jax.speculative.prompts import log, read_prompts
 from pard_jax.speculative.setup import build
-from pard_jax.training.acceptance import score
+from pard_jax.training.draft_score import score
 from pard_jax.training.export import load_checkpoint
 from pard_jax.weights.sources import load_model
 from pard_jax.weights.store import cache_root
