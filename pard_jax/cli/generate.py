@@ -20,7 +20,7 @@ from pard_jax import config_io, distributed
 from pard_jax.cli import run_cli
 from pard_jax.errors import UserError
 from pard_jax.models.kernels import PLATFORMS
-from pard_jax.speculative import dry_run as dr
+from pard_jax.speculative import infer_dry_run
 from pard_jax.speculative.config import DEFAULT_CONFIG, InferConfig
 from pard_jax.speculative.loop import Mode
 from pard_jax.speculative.prompts import log, read_prompts
@@ -153,9 +153,9 @@ def main(argv=None) -> int:
 
 
 def dry_run(args) -> int:
-    result = dr.dry_run(load_config(args), prompt_len=args.prompt_len, layers=args.dry_run_layers,
+    result = infer_dry_run.dry_run(load_config(args), prompt_len=args.prompt_len, layers=args.dry_run_layers,
                         fit=not args.no_fit, platform=args.platform)
-    print(dr.report(result, layers=args.dry_run_layers), flush=True)
+    print(infer_dry_run.report(result, layers=args.dry_run_layers), flush=True)
     return 0
 
 

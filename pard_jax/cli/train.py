@@ -15,7 +15,7 @@ import argparse
 import logging
 
 from pard_jax.cli import run_cli
-from pard_jax.training import dry_run
+from pard_jax.training import train_dry_run
 from pard_jax.training.config import load_train_config
 from pard_jax.training.trainer import run
 
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     def body():
         cfg = load_train_config(args.config, args.overrides)
         if args.dry_run:
-            print(dry_run.report(dry_run.dry_run(cfg, fit=not args.no_fit)), flush=True)
+            print(train_dry_run.report(train_dry_run.dry_run(cfg, fit=not args.no_fit)), flush=True)
             return
         run(cfg)
 
