@@ -17,11 +17,12 @@ import time
 from tqdm import tqdm
 
 from pard_jax.cli import run_cli
+from pard_jax.console import log
 from pard_jax.distill.prompts import prompts as template_prompts
 from pard_jax.distill.run import FLAVORS, DistillRun
 from pard_jax.errors import UserError
 from pard_jax.speculative.config import InferConfig
-from pard_jax.speculative.prompts import log, read_prompts
+from pard_jax.speculative.prompts import read_prompts
 from pard_jax.speculative.setup import build
 
 

@@ -24,11 +24,12 @@ import numpy as np
 
 from pard_jax.cli import run_cli
 from pard_jax.config_io import load_config, overrides_from_args
+from pard_jax.console import log
 from pard_jax.errors import UserError
 from pard_jax.speculative.assemble import check_shared_vocab, mask_id_of
 from pard_jax.speculative.config import DEFAULT_CONFIG, InferConfig
 from pard_jax.speculative.loop import Mode
-from pard_jax.speculative.prompts import log, read_prompts
+from pard_jax.speculative.prompts import read_prompts
 from pard_jax.speculative.setup import build
 from pard_jax.training.draft_score import score
 from pard_jax.training.export import load_checkpoint

@@ -18,12 +18,13 @@ import time
 
 from pard_jax import config_io, distributed
 from pard_jax.cli import run_cli
+from pard_jax.console import log
 from pard_jax.errors import UserError
 from pard_jax.models.kernels import PLATFORMS
 from pard_jax.speculative import infer_dry_run
 from pard_jax.speculative.config import DEFAULT_CONFIG, InferConfig
 from pard_jax.speculative.loop import Mode
-from pard_jax.speculative.prompts import log, read_prompts
+from pard_jax.speculative.prompts import read_prompts
 from pard_jax.speculative.setup import build
 from pard_jax.weights.tokenizer import encode_prompt
 
@@ -109,7 +110,7 @@ def timed_generate(gen, ids, seed, printer=None):
     return results, time.perf_counter() - t0 - (gen.compile_seconds - compile_before)
 
 
-def summarize(label, results, seconds, gen, out) -> float:
+def print_summary(label, results, seconds, gen, out) -> float:
     """Print the one-line summary of a run; returns its tokens/s."""
     total = sum(r.num_generated for r in results)
     calls = sum(r.target_calls for r in results)
@@ -136,8 +137,8 @@ def compare_with_ar(gen, ids, cfg, results, out, repeats: int = 2) -> None:
         spec_s = min(spec_s, timed_generate(gen, ids, cfg.seed, silent)[1])
         ar_s = min(ar_s, timed_generate(ar, ids, cfg.seed, silent)[1])
     label = f"{cfg.mode} k={cfg.k}"
-    speed = summarize(f"{label}, best warm run", results, spec_s, gen, out)
-    ar_speed = summarize("ar, best warm run", ar_results, ar_s, ar, out)
+    speed = print_summary(f"{label}, best warm run", results, spec_s, gen, out)
+    ar_speed = print_summary("ar, best warm run", ar_results, ar_s, ar, out)
     same = sum(r.token_ids == a.token_ids for r, a in zip(results, ar_results))
     if cfg.temperature == 0:
         verdict = f"text identical to ar for {same} of {len(ids)} prompt(s)"
@@ -194,7 +195,7 @@ def _generate(args, cfg, prompts) -> int:
                 "mean_accepted": r.mean_accepted, "accept_rate_by_position": r.accept_rate_by_position,
                 "tokens_per_second": r.tokens_per_second}), flush=True)
     out = sys.stderr if args.json else sys.stdout
-    summarize(label, results, seconds, gen, out)
+    print_summary(label, results, seconds, gen, out)
     if args.compare_ar and cfg.mode.uses_draft:
         compare_with_ar(gen, ids, cfg, results, out)
     return 0

@@ -6,13 +6,13 @@ import dataclasses
 
 import jax
 
+from pard_jax.console import log
 from pard_jax.dtypes import dtype_of
 from pard_jax.errors import UserError
 from pard_jax.speculative import placement
 from pard_jax.speculative.assemble import decode_loop
 from pard_jax.speculative.config import InferConfig, validate
 from pard_jax.speculative.generator import Generator
-from pard_jax.speculative.prompts import log
 from pard_jax.weights.sources import model_shape
 from pard_jax.weights.stream import stream_model
 from pard_jax.weights.tokenizer import load_tokenizer

@@ -111,7 +111,7 @@ def read_hf_config(directory: str) -> ModelConfig:
     return dataclasses.replace(cfg, eos_token_ids=_with_generation_eos(directory, cfg.eos_token_ids))
 
 
-def load_hf_dir(directory: str, dtype=jnp.float32, num_layers: int | None = None,
+def read_hf_dir(directory: str, dtype=jnp.float32, num_layers: int | None = None,
                 shared_embed=None) -> tuple[ModelConfig, dict]:
     """(config, host params: numpy arrays in `dtype`) of an HF directory, keeping its first `num_layers` layers."""
     cfg = read_hf_config(directory)
