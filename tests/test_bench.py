@@ -81,3 +81,29 @@ def test_bench_calls_on_random_weights_of_a_local_shape(tmp_path):
     assert res["k"][0]["sd_draft"]["bytes_read"] == 2 * res["k"][0]["pard_draft"]["bytes_read"]
     assert sorted(map(int, res["k"][0]["predicted_speedup"])) == [2, 3]
     assert "of the roofline" in (out / "bench_calls.txt").read_text()
+
+
+def test_bench_calls_times_a_pard2_drafts_target_dependent_calls(tmp_path):
+    """A PARD-2 draft: the TD draft call, the verify call that also returns the feature layers, and both loop
+    iterations (TD and TI) are timed beside the plain calls."""
+    import dataclasses
+    import json
+
+    from pard_jax.cli import bench_calls
+    from pard_jax.models.config import Pard2
+    from tests.tiny_models import tiny_config
+
+    target, draft = tmp_path / "target", tmp_path / "draft"
+    cfg = tiny_config(vocab=128, layers=2)
+    for folder, c in ((target, cfg), (draft, dataclasses.replace(cfg, num_layers=1, pard_token=3,
+                                                                   pard2=Pard2((-1, 1), 2 * cfg.hidden_size)))):
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(c.to_hf_dict()))
+    out = tmp_path / "out"
+    rc = bench_calls.main(["--random-weights", "--target", str(target), "--draft", str(draft), "-k", "2",
+                           "--repeats", "2", "--context", "16", "--prefill-tokens", "24", "--out", str(out)])
+    assert rc == 0
+    row = json.loads((out / "bench_calls.json").read_text())["k"][0]
+    assert row["td_draft"]["ms"] > 0 and row["verify_features"]["ms"] > 0 and row["ti_iteration_ms"] > 0
+    text = (out / "bench_calls.txt").read_text()
+    assert "TD draft (k=2)" in text and "PARD-2 TD iteration" in text and "PARD-2 TI iteration" in text

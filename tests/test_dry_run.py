@@ -12,7 +12,7 @@ from pard_jax.cli import generate, train
 from pard_jax.config_io import load_config
 from pard_jax.errors import UserError
 from pard_jax.models import shapes
-from pard_jax.speculative import infer_dry_run
+from pard_jax.speculative import assemble, infer_dry_run
 from pard_jax.speculative.config import InferConfig, validate
 from pard_jax.training.cod import token_budget
 from pard_jax.training.config import load_train_config
@@ -71,13 +71,33 @@ def test_training_configs_hold_the_reference_recipe(name, mask, lr):
     assert mask < model_shape(cfg.model.spec).vocab_size
 
 
+@pytest.mark.parametrize("name, target, mask, lr, dropout, length", [
+    ("pard2_llama3.1_8b", "meta-llama/Llama-3.1-8B-Instruct", 128020, 1e-5, 0.2, 512),
+    ("pard2_qwen3_8b", "Qwen/Qwen3-8B", 151670, 3e-5, 0.1, 1024)])
+def test_pard2_training_configs_hold_the_official_recipe(name, target, mask, lr, dropout, length):
+    cfg = load_train_config(os.path.join(REPO, "configs", "train", f"{name}.yaml"))
+    p, p2, d = cfg.pard, cfg.pard2, cfg.data
+    assert (p.k, p.r, p.r_min, p.mask_token_id) == (16, 0.7, 0.1, mask)
+    assert (p2.target, p2.target_layers, p2.scale, p2.ce_alpha, p2.kd_alpha, p2.kd_temperature, p2.feature_dropout,
+            p2.cat) == (target, [-1, -8, -16, -24], 0.02, 0.1, 1.0, 1.0, dropout, True)
+    assert (cfg.optimizer.learning_rate, d.max_length, d.train_on_prompt, cfg.train.batch_size) == (lr, length, False, 64)
+    assert token_budget(length, 16, 0.7, 0.1) <= d.row_length and length <= p2.base_length
+    draft, tgt = model_shape(f"amd/PARD2-{target.split('/')[1].replace('-Instruct', '')}"), model_shape(target)
+    assert draft.pard2.target_dim == 4 * tgt.hidden_size and draft.pard_token == mask
+
+
 @pytest.mark.parametrize("path", INFER)
 def test_inference_configs_are_the_published_pairs(path):
     cfg = load_config(InferConfig, path)
     validate(cfg)
-    assert (cfg.mode, cfg.k, cfg.dtype, cfg.max_new_tokens) == ("pard", 12, "bfloat16", 512)
-    assert (cfg.mesh.data, cfg.mesh.tensor) == (1, 1)
     target, draft = model_shape(cfg.target), model_shape(cfg.draft)
+    if os.path.basename(path).startswith("pard2_"):  # PARD-2's official evaluation: k=15, 256 new tokens
+        assert (cfg.mode, cfg.k, cfg.dtype, cfg.max_new_tokens, cfg.pard2) == ("pard", 15, "bfloat16", 256, "auto")
+        assert draft.pard2.target_dim == len(draft.pard2.target_layers) * target.hidden_size
+        assert assemble.target_dependent(cfg, target, draft)
+    else:
+        assert (cfg.mode, cfg.k, cfg.dtype, cfg.max_new_tokens) == ("pard", 12, "bfloat16", 512)
+    assert (cfg.mesh.data, cfg.mesh.tensor) == (1, 1)
     assert draft.vocab_size <= target.vocab_size and draft.architecture == target.architecture
 
 

@@ -6,12 +6,16 @@ together; and degrees that do not divide the model are refused in one sentence."
 from __future__ import annotations
 
 import json
+import os
+
+import numpy as np
 
 import pytest
 
 from hf_tiny import make_tiny, make_tiny_tokenizer
 from processes import run_joined, run_program
 from pard_jax.errors import UserError
+from pard_jax.weights.torch_file import write_tensors
 from pard_jax.models.config import ModelConfig
 from pard_jax.speculative import placement
 
@@ -28,9 +32,16 @@ def models(tmp_path_factory):
     make_tiny("llama", target, seed=1, num_hidden_layers=2, **SHAPE)
     make_tiny_tokenizer(120).save_pretrained(target)
     make_tiny("llama", draft, seed=2, num_hidden_layers=1, **SHAPE)
+    pard2 = str(root / "pard2")  # an official-format PARD-2 draft: reads the target's hidden states -1 and 1
+    make_tiny("llama", pard2, seed=3, num_hidden_layers=1, **SHAPE)
+    cfg = json.loads((root / "pard2" / "config.json").read_text())
+    cfg.update(spd_type="pard2", pard2_target_layers=[-1, 1], pard2_target_dim=96, pard2_scale=1.0)
+    (root / "pard2" / "config.json").write_text(json.dumps(cfg))
+    proj = np.random.default_rng(4).standard_normal((48, 96)).astype(np.float32) / 8
+    write_tensors(os.path.join(pard2, "warp_model.bin"), {"target_proj.weight": proj})
     prompts = root / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"data": p}) + "\n" for p in PROMPTS))
-    return dict(target=target, draft=draft, prompts=str(prompts))
+    return dict(target=target, draft=draft, pard2=pard2, prompts=str(prompts))
 
 
 def common_args(models) -> list[str]:
@@ -42,7 +53,8 @@ def common_args(models) -> list[str]:
 
 
 def test_mesh_2x3_decodes_what_one_device_decodes(models):
-    res = run_program("generate_mesh", common_args(models), devices=6, timeout=300)
+    res = run_program("generate_mesh", [*common_args(models), "--pard2-draft", models["pard2"]], devices=6,
+                      timeout=300)
     runs = res["runs"]
     one = runs["ar one"]
     assert len(one) == len(PROMPTS) and all(len(t) == 12 for t in one)

@@ -9,17 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
 
 from pard_jax.models.config import ModelConfig, Pard2
-from pard_jax.models.decoder import forward, hidden_index
+from pard_jax.models.decoder import forward
 from pard_jax.models.kernels import Kernels
-from pard_jax.models.layout import unstack_layers
 from pard_jax.speculative.generator import PRNG_IMPL, Generator
 from pard_jax.speculative.loop import DecodeLoop, run_jit, start_jit
 from pard_jax.speculative.sampling import SamplingParams
-from pard_jax.weights.sources import load_model
-from tests import hf_tiny
 from tests.tiny_models import tiny_config, tiny_params
 
 CFG = tiny_config()
@@ -43,34 +39,6 @@ def test_pard2_config_round_trips_and_reads_the_official_keys():
     assert ModelConfig.from_hf_dict(d) == DRAFT_CFG
     legacy = {k: v for k, v in d.items() if not k.startswith("pard2")} | {"target_layers": [-1], "pard_target_dim": 32}
     assert ModelConfig.from_hf_dict(legacy).pard2 == Pard2((-1,), 32, 0.02, False)
-
-
-def test_hidden_features_are_transformers_hidden_states_with_the_final_norm_last(tmp_path):
-    """Index i < N is transformers' hidden_states[i] (embeddings, then each layer's output); index N (= -1) is
-    the final norm of the last layer's output (transformers 4.51's hidden_states[-1], which the official
-    checkpoints were trained on); both layouts agree."""
-    torch.set_num_threads(1)
-    model = hf_tiny.make_tiny("qwen3", str(tmp_path))
-    loaded = load_model(str(tmp_path))
-    n = loaded.cfg.num_layers
-    tokens = hf_tiny.sample_tokens(loaded.cfg.vocab_size, batch=2, length=9)
-    last = []  # the last layer's own output (whether transformers records it before or after the norm varies)
-    hook = model.model.layers[-1].register_forward_hook(lambda m, i, o: last.append(o[0] if isinstance(o, tuple) else o))
-    with torch.no_grad():
-        out = model(torch.as_tensor(tokens), output_hidden_states=True)
-        want = [h.numpy() for h in out.hidden_states[:n]] + [model.model.norm(last[0]).numpy()]
-    hook.remove()
-    positions = jnp.broadcast_to(jnp.arange(9), tokens.shape)
-    layers = tuple(range(-(n + 1), 0))
-    for params in (loaded.params, unstack_layers(loaded.params)):
-        _, feats = jax.jit(forward, static_argnums=1, static_argnames="feature_layers")(
-            params, loaded.cfg, jnp.asarray(tokens), positions, feature_layers=layers)
-        got = np.asarray(feats).reshape(2, 9, n + 1, loaded.cfg.hidden_size)
-        for i in range(n + 1):
-            np.testing.assert_allclose(got[:, :, i], want[i], atol=1e-4, rtol=1e-4, err_msg=f"hidden state {i}")
-    assert [hidden_index(i, n) for i in (-1, -(n + 1), 0, n)] == [n, 0, 0, n]
-    with pytest.raises(ValueError, match="outside"):
-        hidden_index(n + 1, n)
 
 
 def _loop(mode="pard", k=4, td=True, max_new=24, sp=SamplingParams(), eos=()):

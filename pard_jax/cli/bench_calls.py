@@ -164,13 +164,21 @@ class Call:
 
 
 @dataclasses.dataclass
+class TargetDependent:  # a PARD-2 draft's extra figures at one k
+    draft: Call  # the draft call reading the target's features
+    verify: Call  # the verify call that also returns the feature layers
+    ti_iteration_ms: float  # the same draft's loop iteration without features
+
+
+@dataclasses.dataclass
 class DraftLength:  # the figures of one k
     k: int
     verify: Call
     pard_draft: Call
     sd_draft: Call
-    pard_iteration_ms: float
+    pard_iteration_ms: float  # target-dependent for a PARD-2 draft
     speedup: dict[int, float]  # predicted PARD speedup over ar at each mean accepted length
+    td: TargetDependent | None = None
 
 
 @dataclasses.dataclass
@@ -197,8 +205,8 @@ def load_models(args, dtype):
 
 
 def loops(args, target, draft, ks) -> tuple[DecodeLoop, dict[int, DecodeLoop]]:
-    """The ar loop and the PARD loop of each k, assembled as generation assembles them. No EOS ids: a timed loop
-    never stops early."""
+    """The ar loop and the PARD loop of each k (target-dependent for a PARD-2 draft), assembled as generation
+    assembles them. No EOS ids: a timed loop never stops early."""
     c = InferConfig(target=args.target, draft=args.draft, draft_layers=args.draft_layers, mode=Mode.PARD,
                     mask_token_id=args.mask_token_id, max_new_tokens=LOOP_NEW_TOKENS, dtype=args.dtype)
     if args.random_weights:  # no trained mask token to find: the shape table's drafts have none
@@ -212,12 +220,13 @@ def in_place(loop: DecodeLoop) -> DecodeLoop:
     return dataclasses.replace(loop, max_new_tokens=0)
 
 
-def draft_call(loop: DecodeLoop, seq, last, parallel: bool):
-    """One draft call of `loop`'s k tokens: PARD's (`parallel`) or k autoregressive ones."""
+def draft_call(loop: DecodeLoop, seq, last, parallel: bool, features=None):
+    """One draft call of `loop`'s k tokens: PARD's (`parallel`; reading a PARD-2 draft's `features`) or k
+    autoregressive ones."""
     def call(params, cache):
         d = steps.draft(params, loop.draft_cfg, cache, seq, last, k=loop.k, parallel=parallel, mask_id=loop.mask_id,
                         vocab=loop.target_cfg.vocab_size, sp=loop.sampling, key=jax.random.key(0), dtype=loop.dtype,
-                        kernels=loop.kernels)
+                        kernels=loop.kernels, features=features)
         return d.tokens, d.cache
     return call
 
@@ -236,11 +245,12 @@ def measure(args, models, ar_loop: DecodeLoop, pard_loops: dict[int, DecodeLoop]
     t_bytes, d_bytes = weight_bytes_read(tp, tc) + cache_bytes_read(tc, C, dtype), \
         weight_bytes_read(dp, dc) + cache_bytes_read(dc, C, dtype)
 
-    def verify(width):
+    def verify(width, feature_layers=()):
         def call(params, c):
-            logits, c = decoder.forward_cached(params, tc, seq[:, n:n + width], c, start, dtype=dtype,
-                                               kernels=kernels)
-            return jnp.argmax(logits, axis=-1), c
+            logits, c, *feats = decoder.forward_cached(params, tc, seq[:, n:n + width], c, start, dtype=dtype,
+                                                       kernels=kernels, feature_layers=feature_layers)
+            used = sum(jnp.sum(f > 0) for f in feats)  # keeps the features in the program
+            return jnp.argmax(logits, axis=-1) + used, c
         return call
 
     def timed(name, call, params, cache, bytes_read):
@@ -258,7 +268,16 @@ def measure(args, models, ar_loop: DecodeLoop, pard_loops: dict[int, DecodeLoop]
         pd = timed(f"PARD draft (k={k})", draft_call(loop, seq, last, True), dp, dcache, d_bytes)
         sd = timed(f"sd draft (k={k})", draft_call(loop, seq, last, False), dp, dcache, k * d_bytes)
         it = iteration_ms(loop, tp, dp, seq[:, :LOOP_PROMPT])
-        by_k.append(DraftLength(k, v, pd, sd, it, {a: a * ar_iter / it for a in ACCEPTED if a <= k + 1}))
+        td = None
+        if loop.target_dependent:
+            features = jnp.zeros((1, k + 1, dc.pard2.target_dim), dtype)
+            ti = dataclasses.replace(loop, target_dependent=False)
+            td = TargetDependent(
+                timed(f"TD draft (k={k})", draft_call(loop, seq, last, True, features), dp, dcache, d_bytes),
+                timed(f"verify+features ({k + 1})", verify(k + 1, loop.feature_layers), tp, tcache, t_bytes),
+                iteration_ms(ti, tp, dp, seq[:, :LOOP_PROMPT]))
+            pd.name = f"TI draft (k={k})"
+        by_k.append(DraftLength(k, v, pd, sd, it, {a: a * ar_iter / it for a in ACCEPTED if a <= k + 1}, td))
     return Figures(ar, ar_iter, pre, P, by_k)
 
 
@@ -280,10 +299,14 @@ def report(args, f: Figures, models, device, peak: float | None) -> list[str]:
              f"{f.ar_iteration_ms - f.ar.ms:5.2f} ms)",
              fmt(f.prefill) + f", {f.prefill_tokens / (f.prefill.ms / 1e3):.0f} tokens/s"]
     for r in f.by_k:
-        outside = r.pard_iteration_ms - r.verify.ms - r.pard_draft.ms
-        lines += [fmt(r.verify), fmt(r.pard_draft), fmt(r.sd_draft),
-                  f"{'PARD iteration':>24}: {r.pard_iteration_ms:8.2f} ms (outside the two calls {outside:5.2f} "
-                  "ms); predicted speedup over ar at mean accepted "
+        verify, drafted = (r.td.verify, r.td.draft) if r.td else (r.verify, r.pard_draft)
+        outside = r.pard_iteration_ms - verify.ms - drafted.ms
+        lines += [fmt(r.verify), fmt(r.pard_draft), fmt(r.sd_draft)]
+        if r.td:
+            lines += [fmt(r.td.verify), fmt(r.td.draft),
+                      f"{'PARD-2 TI iteration':>24}: {r.td.ti_iteration_ms:8.2f} ms"]
+        lines += [f"{'PARD-2 TD iteration' if r.td else 'PARD iteration':>24}: {r.pard_iteration_ms:8.2f} ms "
+                  f"(outside the two calls {outside:5.2f} ms); predicted speedup over ar at mean accepted "
                   + ", ".join(f"{a}: {s:.2f}x" for a, s in r.speedup.items())]
     return lines
 
@@ -295,7 +318,10 @@ def as_json(args, f: Figures, device, peak: float | None) -> dict:
                 draft=args.draft, dtype=args.dtype, context=args.context, random_weights=args.random_weights,
                 ar=call(f.ar), ar_iteration_ms=f.ar_iteration_ms, prefill=call(f.prefill),
                 k=[dict(k=r.k, verify=call(r.verify), pard_draft=call(r.pard_draft), sd_draft=call(r.sd_draft),
-                        pard_iteration_ms=r.pard_iteration_ms, predicted_speedup=r.speedup) for r in f.by_k])
+                        pard_iteration_ms=r.pard_iteration_ms, predicted_speedup=r.speedup,
+                        **({} if r.td is None else dict(td_draft=call(r.td.draft), verify_features=call(r.td.verify),
+                                                        ti_iteration_ms=r.td.ti_iteration_ms)))
+                   for r in f.by_k])
 
 
 def write_out(folder: str, lines: list[str], figures: dict) -> None:  # --out

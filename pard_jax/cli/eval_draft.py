@@ -26,7 +26,7 @@ from pard_jax.cli import run_cli
 from pard_jax.config_io import load_config, overrides_from_args
 from pard_jax.console import log
 from pard_jax.errors import UserError
-from pard_jax.speculative.assemble import check_shared_vocab, mask_id_of
+from pard_jax.speculative.assemble import check_shared_vocab, mask_id_of, target_dependent
 from pard_jax.speculative.config import DEFAULT_CONFIG, InferConfig
 from pard_jax.speculative.loop import Mode
 from pard_jax.speculative.prompts import read_prompts
@@ -52,6 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--target")
     p.add_argument("--draft-layers", type=int, help="use only the draft's first N layers")
     p.add_argument("--mask-token-id", type=int, help="default: the draft's pard_token")
+    p.add_argument("--pard2", choices=["td", "ti"], default="td",
+                   help="a PARD-2 draft: read the target's hidden states (td, the default) or not (ti)")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per batch when generating the answers")
     p.add_argument("--no-chat-template", action="store_true")
     p.add_argument("--json", metavar="FILE", help="also write the figures to this JSON file")
@@ -110,12 +112,18 @@ def evaluate(args) -> int:
     loop = pipeline.generator.loop
     check_shared_vocab(loop.target_cfg, draft_cfg, pipeline.tokenizer)
     mask_id = mask_id_of(draft_cfg, args.mask_token_id, pipeline.tokenizer, loop.eos_ids)
-    figures = {"draft": what, "k": args.k, "max_new_tokens": args.max_new_tokens, "sets": {}}
+    td = draft_cfg.pard2 is not None and args.pard2 == "td"
+    if td:  # the same checks generation makes
+        target_dependent(dataclasses.replace(cfg, mode=Mode.PARD, pard2="td"), loop.target_cfg, draft_cfg)
+    target = dict(target_params=pipeline.generator.target_params, target_cfg=loop.target_cfg) if td else {}
+    what += " (target-dependent)" if td else ""
+    figures = {"draft": what, "k": args.k, "max_new_tokens": args.max_new_tokens, "pard2": args.pard2 if
+               draft_cfg.pard2 is not None else None, "sets": {}}
     for name, prompts in sets.items():
         ids = [encode_prompt(pipeline.tokenizer, p, cfg.chat_template) for p in prompts]
         outs = answers(pipeline.generator, f"{cfg.target} {cfg.dtype}", name, ids, args.max_new_tokens)
         a = score(params, draft_cfg, [p + o for p, o in zip(ids, outs)], [len(p) for p in ids], k=args.k,
-                  mask_id=mask_id)
+                  mask_id=mask_id, **target)
         per_k = {j: a.tokens_per_call(j) for j in range(1, args.k + 1)}
         figures["sets"][name] = {"prompts": len(ids), "anchors": a.anchors, "accuracy": a.accuracy.round(4).tolist(),
                                  "tokens_per_call": per_k}

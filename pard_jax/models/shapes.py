@@ -58,6 +58,13 @@ _SMOLLM2_135M = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "
                  "num_key_value_heads": 3, "head_dim": 64, "rms_norm_eps": 1e-5, "rope_theta": 100000.0,
                  "tie_word_embeddings": True, "max_position_embeddings": 8192, "bos_token_id": 1, "eos_token_id": 2}
 
+# The published PARD-2 drafts: PARD-2's official training configs (github.com/AMD-AGI/PARD,
+# config/train/example_pard2_{llama3,qwen3}.yaml) adapt Llama-3.2-1B-Instruct for Llama-3.1-8B-Instruct and
+# Qwen3-0.6B for Qwen3-8B, reading 4 target hidden states ([-1, -8, -16, -24]) of 4096 each, with those mask ids;
+# the shapes below follow from those configs (not read from the drafts' own config.json on the Hub).
+_PARD2 = {"spd_type": "pard2", "pard2": True, "pard2_target_layers": [-1, -8, -16, -24], "pard2_scale": 0.02,
+          "pard2_proj_bias": False, "pard2_target_dim": 4 * 4096}
+
 SHAPES: dict[str, dict[str, Any]] = {
     "meta-llama/Llama-3.1-8B": {**_LLAMA_3_1_8B, "eos_token_id": 128001},
     "meta-llama/Llama-3.1-8B-Instruct": {**_LLAMA_3_1_8B, "eos_token_id": _LLAMA3_INSTRUCT_EOS},
@@ -72,6 +79,8 @@ SHAPES: dict[str, dict[str, Any]] = {
     "Qwen/Qwen3-0.6B": _QWEN3_0_6B,
     "amd/PARD-Qwen3-0.6B": _QWEN3_0_6B,
     "HuggingFaceTB/SmolLM2-135M-Instruct": _SMOLLM2_135M,
+    "amd/PARD2-Llama-3.1-8B": {**_LLAMA_3_2_1B, "eos_token_id": _LLAMA3_INSTRUCT_EOS, "pard_token": 128020, **_PARD2},
+    "amd/PARD2-Qwen3-8B": {**_QWEN3_0_6B, "pard_token": 151670, **_PARD2},
 }
 
 _BY_KEY = {key: model_id for model_id in SHAPES

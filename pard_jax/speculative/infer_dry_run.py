@@ -87,6 +87,10 @@ def decode_loop(c: InferConfig, layers: int | None = None, platform: str | None 
     if layers is not None:
         target = target.truncated(min(layers, target.num_layers))
         draft = draft and draft.truncated(min(layers, draft.num_layers))
+        if draft is not None and draft.pard2 is not None:  # the cut target's last hidden state, as often (same shapes)
+            n = target.num_layers
+            kept = tuple(i if -(n + 1) <= i <= n else -1 for i in draft.pard2.target_layers)
+            draft = dataclasses.replace(draft, pard2=dataclasses.replace(draft.pard2, target_layers=kept))
     placement.check_split(target, c.mesh.tensor, "target", "mesh.tensor")
     if draft is not None:
         placement.check_split(draft, c.mesh.draft_tensor, "draft", "mesh.draft_tensor")
@@ -156,6 +160,8 @@ def report(r: InferDryRun, layers: int | None = None) -> str:
         f"{r.batch}, prompts of {r.prompt_len} tokens + {c.max_new_tokens} new: {r.capacity} cache "
         "entries per row",
         f"kernels     {loop.kernels.describe()}",
+        *([f"PARD-2      target-dependent: the draft reads the target's hidden states {list(loop.feature_layers)} "
+           f"({loop.draft_cfg.pard2.target_dim} wide), k+1 of them kept per row"] if loop.target_dependent else []),
         f"compiled    start and run in {r.compile_seconds:.1f} s"
         + (f" (and at twice the batch in {r.fit_compile_seconds:.1f} s, for the fit below)" if r.fit else ""),
         "per device (parameters and KV caches: their shards; the rest: the compiled programs' memory analysis)",

@@ -26,7 +26,7 @@ import numpy as np
 from pard_jax.models import masks
 from pard_jax.models.config import ModelConfig
 from pard_jax.models.decoder import forward
-from pard_jax.training import cod, packing
+from pard_jax.training import cod, packing, pard2
 from pard_jax.training.step import QUERY_BLOCK
 
 ROW_ROUNDING = 256  # packed rows are a multiple of this long: a few row lengths, a few compiled programs
@@ -70,14 +70,21 @@ def score_example(hit: np.ndarray, block: np.ndarray, position: np.ndarray, prom
 
 
 @functools.lru_cache(maxsize=8)
-def _row_hits(cfg: ModelConfig):
-    """The jitted per-row scorer of one draft config (cached: every prompt set reuses its compiled programs)."""
+def _row_hits(cfg: ModelConfig, target_cfg: ModelConfig | None, row_length: int):
+    """The jitted per-row scorer of one draft config (cached: every prompt set reuses its compiled programs); with
+    `target_cfg` the PARD-2 draft reads that target's features (target-dependent)."""
     vocab = None if cfg.draft_vocab is None else jnp.asarray(cfg.draft_vocab, jnp.int32)
 
     @jax.jit
-    def hits(params, row):
+    def hits(params, row, target_params):
         mask = masks.pard_attention_mask(row["segments"], row["blocks"], row["anchors"], row["positions"])
-        logits = forward(params, cfg, row["tokens"], row["positions"], new_mask=mask, query_block=QUERY_BLOCK)
+        features = None
+        if target_cfg is not None:
+            features, _, _ = pard2.target_signals(target_params, pard2.Objective(target_cfg, row_length), row,
+                                                  cfg.pard2.target_layers, dtype=jnp.float32,
+                                                  query_block=QUERY_BLOCK, vocab=None, teacher=False)
+        logits = forward(params, cfg, row["tokens"], row["positions"], new_mask=mask, query_block=QUERY_BLOCK,
+                         features=features)
         choice = jnp.argmax(logits, axis=-1).astype(jnp.int32)
         if vocab is not None:  # indices into the sub-vocabulary -> token ids
             choice = vocab[choice]
@@ -87,8 +94,9 @@ def _row_hits(cfg: ModelConfig):
 
 
 def score(params, cfg: ModelConfig, sequences: Sequence[Sequence[int]], prompt_lens: Sequence[int], *, k: int,
-          mask_id: int) -> DraftScore:
-    """Score a draft (`params`, either layer layout) along each sequence's answer (the tokens after its prompt)."""
+          mask_id: int, target_params=None, target_cfg: ModelConfig | None = None) -> DraftScore:
+    """Score a draft (`params`, either layer layout) along each sequence's answer (the tokens after its prompt);
+    a PARD-2 draft given its target (`target_params`, `target_cfg`) reads the target's features (TD)."""
     examples = []
     for ids, plen in zip(sequences, prompt_lens):
         ids = np.asarray(ids, np.int32)
@@ -96,11 +104,12 @@ def score(params, cfg: ModelConfig, sequences: Sequence[Sequence[int]], prompt_l
         examples.append(cod.kept_tokens(ids, np.arange(ids.shape[0]) >= plen, kept, mask_id))
     sizes = [ex["tokens"].shape[0] for ex in examples]
     row_length = -(-max(sizes) // ROW_ROUNDING) * ROW_ROUNDING
-    hits_fn = _row_hits(cfg)
+    hits_fn = _row_hits(cfg, target_cfg, row_length)
     hits, scored, runs = np.zeros(k, np.int64), np.zeros(k, np.int64), []
     for group in packing.first_fit_decreasing(sizes, row_length):
         row = packing.pack_row([examples[i] for i in group], row_length)
-        hit = np.asarray(hits_fn(params, {f: jnp.asarray(row[f][None]) for f in packing.ROW_FIELDS}))[0]
+        hit = np.asarray(hits_fn(params, {f: jnp.asarray(row[f][None]) for f in packing.ROW_FIELDS},
+                                 target_params))[0]
         for segment, i in enumerate(group, start=1):
             sel = row["segments"] == segment
             h, s, r = score_example(hit[sel], row["blocks"][sel], row["positions"][sel], prompt_lens[i],

@@ -53,21 +53,15 @@ def base_view(batch: dict[str, jax.Array], base_length: int):
 
 
 def target_signals(target_params, obj: Objective, batch, feature_layers: tuple[int, ...], *, dtype, query_block,
-                   vocab: tuple[int, ...] | None):
-    """Per row token: (features [B, T, F], teacher log-probabilities [B, T, V or len(vocab)], CAT weight [B, T])."""
+                   vocab: tuple[int, ...] | None, teacher: bool = True):
+    """Per row token: (features [B, T, F], teacher log-probabilities [B, T, V or len(vocab)], CAT weight [B, T]);
+    without `teacher` only the features (the rest None)."""
     tokens, positions, segments, slot0 = base_view(batch, obj.base_length)
     zeros = jnp.zeros_like(tokens)
     mask = masks.pard_attention_mask(segments, zeros, positions, positions)  # causal within each sequence
     logits, feats = forward(target_params, obj.target_cfg, tokens, positions, new_mask=mask, dtype=dtype,
                             query_block=query_block, feature_layers=feature_layers)
     logits, feats = jax.lax.stop_gradient(logits), jax.lax.stop_gradient(feats)
-    logp = jax.nn.log_softmax(logits / obj.kd_temperature, axis=-1)
-    # log p(x_{u+1} | x_<=u) at each base slot u (temperature 1), summed up to each slot: CAT in log space
-    nxt = jnp.concatenate([tokens[:, 1:], zeros[:, :1]], axis=1)
-    same = jnp.concatenate([segments[:, 1:] == segments[:, :-1], jnp.zeros_like(segments[:, :1], bool)], axis=1)
-    gold = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), nxt[..., None], axis=-1)[..., 0]
-    gold = jnp.where(same & (segments > 0), gold, 0.0)
-    before = jnp.cumsum(gold, axis=1) - gold  # sum over slots < s
 
     def at(x, s):
         s = jnp.clip(s, 0, obj.base_length - 1)
@@ -76,6 +70,15 @@ def target_signals(target_params, obj: Objective, batch, feature_layers: tuple[i
     anchor, t = batch["anchors"], batch["positions"]
     has_feature = (anchor >= 1) & (batch["segments"] > 0) & (batch.get("features", 1) > 0)
     features = jnp.where(has_feature[..., None], at(feats, slot0 + anchor - 1), 0.0)
+    if not teacher:
+        return features, None, None
+    logp = jax.nn.log_softmax(logits / obj.kd_temperature, axis=-1)
+    # log p(x_{u+1} | x_<=u) at each base slot u (temperature 1), summed up to each slot: CAT in log space
+    nxt = jnp.concatenate([tokens[:, 1:], zeros[:, :1]], axis=1)
+    same = jnp.concatenate([segments[:, 1:] == segments[:, :-1], jnp.zeros_like(segments[:, :1], bool)], axis=1)
+    gold = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), nxt[..., None], axis=-1)[..., 0]
+    gold = jnp.where(same & (segments > 0), gold, 0.0)
+    before = jnp.cumsum(gold, axis=1) - gold  # sum over slots < s
     if vocab is not None:
         logp = logp[..., jnp.asarray(vocab)]
     teacher = at(logp, slot0 + t)

@@ -15,7 +15,9 @@ import jax
 import jax.numpy as jnp
 
 from pard_jax import program_cost, sharding
+from pard_jax.dtypes import dtype_of
 from pard_jax.models.config import ModelConfig
+from pard_jax.models.decoder import init_params
 from pard_jax.program_cost import ProgramMemory, RowFit, fit_table, fmt_bytes, fmt_flops
 from pard_jax.training import pipeline, trainer
 from pard_jax.training.checkpoint import abstract_like
@@ -50,8 +52,13 @@ def model_without_weights(cfg: TrainConfig) -> trainer.InitialModel:
     mask = check_mask_token(cfg.pard.mask_token_id, shape.vocab_size, None, name="pard.mask_token_id")  # no tokenizer
     # A sub-vocabulary head's ids come from the data; any N ids give the same shapes.
     vocab = None if m.draft_vocab is None else tuple(range(min(m.draft_vocab, shape.vocab_size)))
-    return trainer.InitialModel(dataclasses.replace(shape, pard_token=mask, draft_vocab=vocab), None, None,
-                                m.tokenizer or m.spec)
+    shape = dataclasses.replace(shape, pard_token=mask, draft_vocab=vocab)
+    target = None
+    if cfg.pard2.target is not None:  # PARD-2: the frozen target's shape, and the draft's target_proj
+        target = trainer.TargetModel(model_shape(cfg.pard2.target), None, cfg.pard2.target)
+        trainer.check_target_layers(cfg, target.cfg)
+        shape, _ = trainer.with_pard2(cfg, shape, None, target)
+    return trainer.InitialModel(shape, None, None, m.tokenizer or m.spec, target)
 
 
 def compile_step(s: trainer.TrainSetup, batch_size: int):
@@ -60,8 +67,14 @@ def compile_step(s: trainer.TrainSetup, batch_size: int):
     opt_state = abstract_like(jax.eval_shape(s.optimizer.init, s.abstract_params), s.opt_shardings)
     a = s.cfg.train.grad_accum
     shape = (a, batch_size // a, s.cfg.data.row_length)
-    batch = {f: jax.ShapeDtypeStruct(shape, jnp.int32, sharding=s.batch_sharding) for f in ROW_FIELDS}
-    traced = s.step_fn.trace(params, opt_state, batch)
+    fields = ROW_FIELDS + (("features",) if s.target_shardings is not None else ())
+    batch = {f: jax.ShapeDtypeStruct(shape, jnp.int32, sharding=s.batch_sharding) for f in fields}
+    target = None
+    if s.target_shardings is not None:  # PARD-2's frozen target, in the compute dtype
+        abstract = jax.eval_shape(lambda: init_params(s.model.target.cfg, jax.random.key(0),
+                                                      dtype_of(s.cfg.train.compute_dtype)))
+        target = abstract_like(abstract, s.target_shardings)
+    traced = s.step_fn.trace(params, opt_state, batch, target)
     with sharding.use_mesh(s.mesh):
         compiled = traced.lower().compile(program_cost.compile_options(s.mesh.devices.flat[0].platform))
     return traced.jaxpr, compiled, (params, opt_state, batch)

@@ -57,12 +57,17 @@ def load_target(cfg: TrainConfig) -> TargetModel | None:
     """PARD-2's frozen target (`pard2.target`), or None for plain PARD training."""
     if cfg.pard2.target is None:
         return None
-    loaded = load_model(cfg.pard2.target, dtype=jnp.float32)
-    for i in cfg.pard2.target_layers:
-        if not -(loaded.cfg.num_layers + 1) <= i <= loaded.cfg.num_layers:
-            raise UserError(f"pard2.target_layers: {i} is not a hidden state of the {loaded.cfg.num_layers}-layer "
-                            f"target; use -{loaded.cfg.num_layers + 1}..{loaded.cfg.num_layers}")
+    loaded = load_model(cfg.pard2.target, dtype=dtype_of(cfg.train.compute_dtype))  # frozen: no float32 master
+    check_target_layers(cfg, loaded.cfg)
     return TargetModel(loaded.cfg, jax.tree.map(np.asarray, loaded.params), loaded.tokenizer_source)
+
+
+def check_target_layers(cfg: TrainConfig, target: ModelConfig) -> None:
+    n = target.num_layers
+    for i in cfg.pard2.target_layers:
+        if not -(n + 1) <= i <= n:
+            raise UserError(f"pard2.target_layers: {i} is not a hidden state of the {n}-layer target; use "
+                            f"-{n + 1}..{n}")
 
 
 def with_pard2(cfg: TrainConfig, model_cfg: ModelConfig, host_params: dict | None, target: TargetModel):

@@ -33,7 +33,7 @@ res = {"train": {}, "infer": {}}
 for path in sorted(glob.glob(os.path.join(REPO, "configs/train/*.yaml"))):
     name = os.path.basename(path)
     cut = [] if name == "smoke.yaml" else ["model.num_layers=1"]  # smoke: an inline 2-layer model
-    if name.startswith("smollm2_pard_draft"):  # 4 rows per step: data 4 x tensor 2 (8 data shards are refused)
+    if name.startswith(("smollm2_pard_draft", "smollm2_pard2_draft")):  # 4 rows per step: data 4 x tensor 2 (8 data shards are refused)
         cut.append("mesh.tensor=2")
     if name == "pard_qwen2.5_0.5b.yaml":  # through the library, to look inside the result too
         r = train_dry_run.dry_run(load_train_config(path, cut), fit=False)

@@ -15,6 +15,9 @@ from pard_jax.speculative import setup
 from pard_jax.speculative.config import InferConfig
 
 ARGS = sys.argv[1:]
+PARD2 = ARGS.pop(ARGS.index("--pard2-draft") + 1) if "--pard2-draft" in ARGS else None  # a PARD-2 draft's dir
+if PARD2:
+    ARGS.remove("--pard2-draft")
 
 
 def tokens(*argv):
@@ -32,6 +35,8 @@ for mode, names in (("ar", ["one", "2x3"]), ("sd", ["one", "2x3/draft3"]), ("par
         runs[f"{mode} {name}"] = tokens("--mode", mode, *meshes[name])
 for name in ("one", "2x3"):
     runs[f"pard sampling {name}"] = tokens("--mode", "pard", "--temperature", "1", "--seed", "3", *meshes[name])
+    if PARD2:  # target-dependent: each row's features follow it over the data axis
+        runs[f"pard2 td {name}"] = tokens("--mode", "pard", "--draft", PARD2, "--mask-token-id", "130", *meshes[name])
 
 cfg = InferConfig(target=ARGS[1], mode="ar", dtype="float32")
 cfg.mesh.data, cfg.mesh.tensor = 2, 3
