@@ -79,9 +79,9 @@ class _FakeTokenizer:
 
 
 def test_answers_resume_after_a_stop(tmp_path, monkeypatch):
-    import pard_jax.weights.tokenizer as tokmod
+    import pard_jax.distill.run as run_module
 
-    monkeypatch.setattr(tokmod, "encode_prompt", lambda tok, text, chat_template=True: [len(text), 1])
+    monkeypatch.setattr(run_module, "encode_prompt", lambda tok, text, chat_template=True: [len(text), 1])
     run = DistillRun(str(tmp_path), log=lambda _: None)
     rows = run.finalize_prompts([(f"prompt number {i}", "template") for i in range(5)], excluded=[], seed=0)
     assert len(run.prompts()) == 5

@@ -12,8 +12,7 @@ from pard_jax.cli import generate, train
 from pard_jax.config_io import load_config
 from pard_jax.errors import UserError
 from pard_jax.models import shapes
-from pard_jax.speculative import assemble
-from pard_jax.speculative import dry_run as infer_dry_run
+from pard_jax.speculative import assemble, infer_dry_run
 from pard_jax.speculative.config import InferConfig, validate
 from pard_jax.training.cod import token_budget
 from pard_jax.training.config import load_train_config

@@ -95,8 +95,8 @@ def test_degrees_that_do_not_divide_are_refused():
                                         r"use mesh.tensor in \[1, 3\]"):
         placement.check_split(smol, 2, "target", "mesh.tensor")
     with pytest.raises(UserError, match="needs 8 devices but this run has 1"):
-        placement.check(placement.InferMesh(data=2, tensor=4), 1)
+        placement.check_mesh(placement.InferMesh(data=2, tensor=4), 1)
     with pytest.raises(UserError, match=r"mesh.draft_tensor=2 must divide mesh.tensor=3; use one of \[1, 3\]"):
-        placement.check(placement.InferMesh(data=1, tensor=3, draft_tensor=2), 3)
+        placement.check_mesh(placement.InferMesh(data=1, tensor=3, draft_tensor=2), 3)
     with pytest.raises(UserError, match="a multi-host run uses every device"):
-        placement.check(placement.InferMesh(data=1, tensor=2), 4, multi_process=True)
+        placement.check_mesh(placement.InferMesh(data=1, tensor=2), 4, multi_process=True)

@@ -7,7 +7,7 @@ import pytest
 from pard_jax.config_io import load_config
 from pard_jax.errors import UserError
 from pard_jax.models.kernels import Kernels
-from pard_jax.speculative import dry_run
+from pard_jax.speculative import infer_dry_run
 from pard_jax.speculative.config import DEFAULT_CONFIG, InferConfig
 from pard_jax.speculative.generator import compiled_programs, shape_signature
 
@@ -18,11 +18,11 @@ def test_the_dry_run_compiles_and_reports_the_kernels_of_the_platform_asked_for(
     c = load_config(InferConfig, DEFAULT_CONFIG)
     loops = {}
     for platform in ("cpu", "gpu"):
-        r = dry_run.dry_run(c, prompt_len=200, layers=1, fit=False, platform=platform)  # a 384-entry cache
+        r = infer_dry_run.dry_run(c, prompt_len=200, layers=1, fit=False, platform=platform)  # a 384-entry cache
         assert r.loop.kernels == Kernels.for_platform(platform)
-        assert f"kernels     {Kernels.for_platform(platform).describe()}" in dry_run.report(r, layers=1)
-        tp = dry_run.abstract_params(r.loop.target_cfg, r.loop.dtype)
-        dp = dry_run.abstract_params(r.loop.draft_cfg, r.loop.dtype)
+        assert f"kernels     {Kernels.for_platform(platform).describe()}" in infer_dry_run.report(r, layers=1)
+        tp = infer_dry_run.abstract_params(r.loop.target_cfg, r.loop.dtype)
+        dp = infer_dry_run.abstract_params(r.loop.draft_cfg, r.loop.dtype)
         _, run = compiled_programs(r.loop, r.batch, r.prompt_len, shape_signature(tp), shape_signature(dp))
         loops[platform] = run.as_text().count(" while(")
     # the decode loop itself, and on the CPU one block loop per attention call (target and draft, one layer each)

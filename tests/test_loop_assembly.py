@@ -10,8 +10,7 @@ import jax.numpy as jnp
 import pytest
 
 from pard_jax.errors import UserError
-from pard_jax.speculative import assemble
-from pard_jax.speculative import dry_run as infer_dry_run
+from pard_jax.speculative import assemble, infer_dry_run
 from pard_jax.speculative.config import InferConfig
 from pard_jax.speculative.generator import Generator
 from pard_jax.speculative.loop import DecodeLoop

@@ -78,10 +78,10 @@ def test_sub_vocabulary_head_and_learned_mask_row_train_and_ship_compactly(tmp_p
     import jax
     import numpy as np
 
-    from pard_jax.distill.vocab import token_counts, trained_ids
+    from pard_jax.distill.vocab import token_counts
     from pard_jax.training import trainer
     from pard_jax.training.export import export_checkpoint
-    from pard_jax.training.records import read_records
+    from pard_jax.training.records import read_records, trained_ids
     from pard_jax.weights.sources import load_model
 
     cfg = load_train_config(SMOKE, _overrides("model.draft_vocab=40", "model.freeze=[embed]",

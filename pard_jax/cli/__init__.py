@@ -6,17 +6,16 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
+import jax
+
 from pard_jax.errors import UserError
+from pard_jax.weights.store import cache_root
 
 
 def enable_compilation_cache() -> None:
     """Keep compiled programs on disk (`$PARD_JAX_CACHE/xla`, default ~/.cache/pard_jax/xla) so that the next
     run of a program skips most of its compilation (SmolLM2's decode programs: about 7 s -> 3 s, the rest is
     tracing). JAX_COMPILATION_CACHE_DIR, when set, chooses another folder."""
-    import jax
-
-    from pard_jax.weights.store import cache_root
-
     if not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", str(cache_root() / "xla"))
 

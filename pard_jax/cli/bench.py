@@ -21,11 +21,20 @@ import statistics
 import tempfile
 import time
 
+import jax
+import numpy as np
+
 from pard_jax.cli import run_cli
+from pard_jax.config_io import load_config, overrides_from_args
+from pard_jax.console import log
 from pard_jax.errors import UserError
-from pard_jax.speculative.config import DEFAULT_CONFIG
+from pard_jax.speculative.config import DEFAULT_CONFIG, InferConfig
+from pard_jax.speculative.generator import Result
 from pard_jax.speculative.loop import Mode
-from pard_jax.speculative.prompts import log
+from pard_jax.speculative.prompts import read_prompts
+from pard_jax.speculative.setup import build
+from pard_jax.weights.export import export_hf
+from pard_jax.weights.tokenizer import encode_prompt
 
 
 def parse_args(argv=None):
@@ -91,11 +100,9 @@ def engine_runners(pipeline, modes, ks, max_new, prompt_ids):
 
 def hf_runners(pipeline, max_new, draft_k, prompt_ids, greedy=True, assisted=False):
     """transformers `generate` (greedy) and/or assisted generation with the same draft, warmed up."""
+    # PyTorch and transformers' models take seconds to import and only these optional rows need them.
     import torch
     from transformers import AutoModelForCausalLM
-
-    from pard_jax.speculative.generator import Result
-    from pard_jax.weights.export import export_hf
 
     gen = pipeline.generator
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,9 +165,6 @@ def measure(name, runners, prompt_ids) -> list[Row]:
 
 
 def jax_tree_to_np(tree):
-    import jax
-    import numpy as np
-
     return jax.tree.map(lambda a: np.asarray(a, dtype=np.float32), tree)
 
 
@@ -185,6 +189,7 @@ def write_markdown(rows, path, meta):
 
 
 def plot(rows, path):
+    # matplotlib takes a while to import and only the plot needs it; its backend is chosen before pyplot loads.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -225,14 +230,6 @@ def main(argv=None) -> int:
 
 
 def bench(args) -> int:
-    import jax
-
-    from pard_jax.config_io import load_config, overrides_from_args
-    from pard_jax.speculative.config import InferConfig
-    from pard_jax.speculative.prompts import read_prompts
-    from pard_jax.speculative.setup import build
-    from pard_jax.weights.tokenizer import encode_prompt
-
     modes = [Mode.parse(m.strip()) for m in args.modes.split(",") if m.strip()]
     try:
         ks = [int(k) for k in args.ks.split(",") if k.strip()]

@@ -14,7 +14,16 @@ import argparse
 import os
 import time
 
+from tqdm import tqdm
+
 from pard_jax.cli import run_cli
+from pard_jax.console import log
+from pard_jax.distill.prompts import prompts as template_prompts
+from pard_jax.distill.run import FLAVORS, DistillRun
+from pard_jax.errors import UserError
+from pard_jax.speculative.config import InferConfig
+from pard_jax.speculative.prompts import read_prompts
+from pard_jax.speculative.setup import build
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,13 +51,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def make_prompts(run, args) -> list[dict]:
-    from pard_jax.distill.prompts import prompts as template_prompts
-    from pard_jax.distill.run import FLAVORS
-    from pard_jax.errors import UserError
-    from pard_jax.speculative.config import InferConfig
-    from pard_jax.speculative.prompts import read_prompts
-    from pard_jax.speculative.setup import build
-
     excluded = [p for f in args.exclude for p in read_prompts(f)]
     items = [(t, "template") for t in template_prompts(args.template_prompts, seed=args.seed)]
     if args.self_prompts:
@@ -69,13 +71,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     def body():
-        from tqdm import tqdm
-
-        from pard_jax.distill.run import DistillRun
-        from pard_jax.speculative.config import InferConfig
-        from pard_jax.speculative.prompts import log
-        from pard_jax.speculative.setup import build
-
         run = DistillRun(args.out_dir, log=log)
         rows = run.prompts() or make_prompts(run, args)
         pipeline = build(InferConfig(target=args.target, mode="ar", max_new_tokens=args.max_new_tokens,

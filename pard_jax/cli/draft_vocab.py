@@ -13,7 +13,13 @@ import argparse
 import json
 import os
 
+import numpy as np
+
 from pard_jax.cli import run_cli
+from pard_jax.distill.vocab import coverage, frequent_ids, token_counts
+from pard_jax.errors import UserError
+from pard_jax.training.records import read_records, trained_ids
+from pard_jax.weights.tokenizer import load_tokenizer
 
 
 def parse_args(argv=None):
@@ -38,13 +44,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
 
     def body():
-        import numpy as np
-
-        from pard_jax.distill.vocab import coverage, frequent_ids, token_counts, trained_ids
-        from pard_jax.errors import UserError
-        from pard_jax.training.records import read_records
-        from pard_jax.weights.tokenizer import load_tokenizer
-
         tok = load_tokenizer(args.target)
         vocab = len(tok)
         answers = trained_ids(read_records(args.data), tok)

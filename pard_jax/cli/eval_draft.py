@@ -1,5 +1,5 @@
 """How often the target would accept a PARD draft's proposals, teacher-forced along the target's own greedy answers
-to a prompt set: deterministic, in minutes, without timing noise (`pard_jax.training.acceptance`).
+to a prompt set: deterministic, in minutes, without timing noise (`pard_jax.training.draft_score`).
 
 python train/eval_draft.py --prompts-file F [--prompts-file G ...] (--draft SPEC | --checkpoint RUN_DIR
     [--step S]) [-k 4] [--limit N] [--max-new-tokens 128] [--config CONFIG] [--target SPEC] [--draft-layers N]
@@ -23,10 +23,19 @@ import os
 import numpy as np
 
 from pard_jax.cli import run_cli
+from pard_jax.config_io import load_config, overrides_from_args
+from pard_jax.console import log
 from pard_jax.errors import UserError
-from pard_jax.speculative.config import DEFAULT_CONFIG
+from pard_jax.speculative.assemble import check_shared_vocab, mask_id_of, target_dependent
+from pard_jax.speculative.config import DEFAULT_CONFIG, InferConfig
 from pard_jax.speculative.loop import Mode
-from pard_jax.speculative.prompts import log
+from pard_jax.speculative.prompts import read_prompts
+from pard_jax.speculative.setup import build
+from pard_jax.training.draft_score import score
+from pard_jax.training.export import load_checkpoint
+from pard_jax.weights.sources import load_model
+from pard_jax.weights.store import cache_root
+from pard_jax.weights.tokenizer import encode_prompt
 
 
 def parse_args(argv=None):
@@ -60,8 +69,6 @@ def main(argv=None) -> int:
 def answers(generator, model: str, name: str, ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
     """The target's greedy answers to `ids` (`model`: its spec and dtype), from the cache folder when this exact
     request was made before."""
-    from pard_jax.weights.store import cache_root
-
     key = hashlib.sha256(json.dumps([model, max_new_tokens, ids]).encode()).hexdigest()[:16]
     path = cache_root() / "answers" / f"{key}.npz"
     if path.is_file():
@@ -80,25 +87,13 @@ def answers(generator, model: str, name: str, ids: list[list[int]], max_new_toke
 def load_draft(args, target_embed):
     """(config, params, description) of the draft to score."""
     if args.checkpoint is not None:
-        from pard_jax.training.export import load_checkpoint
-
         cfg, params, _, step = load_checkpoint(args.checkpoint, args.step)
         return cfg, params, f"{args.checkpoint} step {step}"
-    from pard_jax.weights.sources import load_model
-
     model = load_model(args.draft, num_layers=args.draft_layers, shared_embed=target_embed)
     return model.cfg, model.params, args.draft
 
 
 def evaluate(args) -> int:
-    from pard_jax.config_io import load_config, overrides_from_args
-    from pard_jax.speculative.assemble import check_shared_vocab, mask_id_of, target_dependent
-    from pard_jax.speculative.config import InferConfig
-    from pard_jax.speculative.prompts import read_prompts
-    from pard_jax.speculative.setup import build
-    from pard_jax.training.acceptance import score
-    from pard_jax.weights.tokenizer import encode_prompt
-
     if args.k < 1 or args.max_new_tokens < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise UserError("-k, --max-new-tokens, --batch-size and --limit must be positive")
     if args.step is not None and args.checkpoint is None:

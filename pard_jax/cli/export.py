@@ -13,6 +13,7 @@ import argparse
 import logging
 
 from pard_jax.cli import run_cli
+from pard_jax.training.export import export_checkpoint
 
 
 def main(argv=None) -> int:
@@ -27,8 +28,6 @@ def main(argv=None) -> int:
     logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's notices are not for the person at the terminal
 
     def body():
-        from pard_jax.training.export import export_checkpoint
-
         step = export_checkpoint(args.checkpoint, args.out, args.step, args.compact)
         print(f"exported step {step} of {args.checkpoint} to {args.out}")
 

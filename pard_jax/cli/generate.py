@@ -16,12 +16,17 @@ import os
 import sys
 import time
 
+from pard_jax import config_io, distributed
 from pard_jax.cli import run_cli
+from pard_jax.console import log
 from pard_jax.errors import UserError
 from pard_jax.models.kernels import PLATFORMS
-from pard_jax.speculative.config import DEFAULT_CONFIG
+from pard_jax.speculative import infer_dry_run
+from pard_jax.speculative.config import DEFAULT_CONFIG, InferConfig
 from pard_jax.speculative.loop import Mode
-from pard_jax.speculative.prompts import log
+from pard_jax.speculative.prompts import read_prompts
+from pard_jax.speculative.setup import build
+from pard_jax.weights.tokenizer import encode_prompt
 
 
 def parse_args(argv=None):
@@ -72,11 +77,7 @@ def parse_args(argv=None):
 
 
 def load_config(args):
-    from pard_jax.config_io import load_config as load
-    from pard_jax.config_io import overrides_from_args
-    from pard_jax.speculative.config import InferConfig
-
-    return load(InferConfig, args.config, overrides_from_args(args, InferConfig))
+    return config_io.load_config(InferConfig, args.config, config_io.overrides_from_args(args, InferConfig))
 
 
 class Printer:
@@ -109,7 +110,7 @@ def timed_generate(gen, ids, seed, printer=None):
     return results, time.perf_counter() - t0 - (gen.compile_seconds - compile_before)
 
 
-def summarize(label, results, seconds, gen, out) -> float:
+def print_summary(label, results, seconds, gen, out) -> float:
     """Print the one-line summary of a run; returns its tokens/s."""
     total = sum(r.num_generated for r in results)
     calls = sum(r.target_calls for r in results)
@@ -136,8 +137,8 @@ def compare_with_ar(gen, ids, cfg, results, out, repeats: int = 2) -> None:
         spec_s = min(spec_s, timed_generate(gen, ids, cfg.seed, silent)[1])
         ar_s = min(ar_s, timed_generate(ar, ids, cfg.seed, silent)[1])
     label = f"{cfg.mode} k={cfg.k}"
-    speed = summarize(f"{label}, best warm run", results, spec_s, gen, out)
-    ar_speed = summarize("ar, best warm run", ar_results, ar_s, ar, out)
+    speed = print_summary(f"{label}, best warm run", results, spec_s, gen, out)
+    ar_speed = print_summary("ar, best warm run", ar_results, ar_s, ar, out)
     same = sum(r.token_ids == a.token_ids for r, a in zip(results, ar_results))
     if cfg.temperature == 0:
         verdict = f"text identical to ar for {same} of {len(ids)} prompt(s)"
@@ -153,18 +154,13 @@ def main(argv=None) -> int:
 
 
 def dry_run(args) -> int:
-    from pard_jax.speculative import dry_run as dr
-
-    result = dr.dry_run(load_config(args), prompt_len=args.prompt_len, layers=args.dry_run_layers,
+    result = infer_dry_run.dry_run(load_config(args), prompt_len=args.prompt_len, layers=args.dry_run_layers,
                         fit=not args.no_fit, platform=args.platform)
-    print(dr.report(result, layers=args.dry_run_layers), flush=True)
+    print(infer_dry_run.report(result, layers=args.dry_run_layers), flush=True)
     return 0
 
 
 def generate(args) -> int:
-    from pard_jax import distributed
-    from pard_jax.speculative.prompts import read_prompts
-
     cfg = load_config(args)
     prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts_file)
     if any(not p.strip() for p in prompts):
@@ -177,9 +173,6 @@ def generate(args) -> int:
 
 
 def _generate(args, cfg, prompts) -> int:
-    from pard_jax.speculative.setup import build
-    from pard_jax.weights.tokenizer import encode_prompt
-
     pipeline = build(cfg)
     tok, gen = pipeline.tokenizer, pipeline.generator
     ids = [encode_prompt(tok, p, cfg.chat_template) for p in prompts]
@@ -202,7 +195,7 @@ def _generate(args, cfg, prompts) -> int:
                 "mean_accepted": r.mean_accepted, "accept_rate_by_position": r.accept_rate_by_position,
                 "tokens_per_second": r.tokens_per_second}), flush=True)
     out = sys.stderr if args.json else sys.stdout
-    summarize(label, results, seconds, gen, out)
+    print_summary(label, results, seconds, gen, out)
     if args.compare_ar and cfg.mode.uses_draft:
         compare_with_ar(gen, ids, cfg, results, out)
     return 0

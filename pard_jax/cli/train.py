@@ -15,6 +15,9 @@ import argparse
 import logging
 
 from pard_jax.cli import run_cli
+from pard_jax.training import train_dry_run
+from pard_jax.training.config import load_train_config
+from pard_jax.training.trainer import run
 
 
 def parse_args(argv=None):
@@ -34,16 +37,10 @@ def main(argv=None) -> int:
     logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's notices are not for the person at the terminal
 
     def body():
-        from pard_jax.training.config import load_train_config
-
         cfg = load_train_config(args.config, args.overrides)
         if args.dry_run:
-            from pard_jax.training import dry_run
-
-            print(dry_run.report(dry_run.dry_run(cfg, fit=not args.no_fit)), flush=True)
+            print(train_dry_run.report(train_dry_run.dry_run(cfg, fit=not args.no_fit)), flush=True)
             return
-        from pard_jax.training.trainer import run
-
         run(cfg)
 
     return run_cli(body)

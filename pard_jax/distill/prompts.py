@@ -12,6 +12,7 @@ Three families, written for this project (not taken from any benchmark):
 from __future__ import annotations
 
 import random
+import sys
 
 from pard_jax.distill.code_prompts import code_prompts
 from pard_jax.distill.general_prompts import general_prompts
@@ -55,8 +56,6 @@ def prompts(n: int, seed: int = 0) -> list[str]:
 
 
 if __name__ == "__main__":  # a preview: python -m pard_jax.distill.prompts [N]
-    import sys
-
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 600
     ps = prompts(n)
     print(f"{len(ps)} prompts, {len(set(ps))} distinct")

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 
 from pard_jax.distill import filters, shards
 from pard_jax.errors import UserError
+from pard_jax.weights.tokenizer import encode_prompt
 
 # System messages that steer self-written prompts toward a kind of request (None: the template's default).
 FLAVORS = {
@@ -96,8 +97,6 @@ class DistillRun:
     def answer(self, generator, tokenizer, rows: list[dict], *, shard_size: int,
                progress: Callable[[int, int, int, float], None]) -> None:
         """Write every missing shard: the target's answers to its prompts, batched in order of length."""
-        from pard_jax.weights.tokenizer import encode_prompt
-
         n_shards = -(-len(rows) // shard_size)
         for s in range(n_shards):
             path = self.dir / f"shard-{s:05d}.npz"

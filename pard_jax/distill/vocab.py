@@ -4,7 +4,7 @@ A draft's output layer over the whole vocabulary (49152 x 576 for SmolLM2) is mo
 Restricting the draft to the N ids its target actually writes most often keeps nearly all of the acceptance
 and shrinks that layer to N rows; the target still verifies over its whole vocabulary, so the output is
 unchanged (see `pard_jax.speculative.steps`). The ids are chosen by frequency in the distillation data
-(the target's own answers) and recorded in the draft's config.json (`draft_vocab`).
+(the target's own answers: `training.records.trained_ids`) and recorded in the draft's config.json (`draft_vocab`).
 """
 
 from __future__ import annotations
@@ -14,19 +14,6 @@ from typing import Iterable
 import numpy as np
 
 from pard_jax.errors import UserError
-
-
-def trained_ids(records: list[dict], tokenizer, *, chat_template: bool = True,
-                train_on_prompt: bool = False) -> list[np.ndarray]:
-    """The ids each training record (`training.records`) trains as predictions: the target's answers."""
-    from pard_jax.training.records import encode_record
-
-    out = []
-    for rec in records:
-        e = encode_record(rec, tokenizer, chat_template=chat_template, train_on_prompt=train_on_prompt,
-                          max_length=1 << 30)
-        out.append(e["ids"][e["targets"]])
-    return out
 
 
 def token_counts(sequences: Iterable[np.ndarray], vocab_size: int) -> np.ndarray:

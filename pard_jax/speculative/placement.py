@@ -42,17 +42,18 @@ class InferMesh:
         return self.data * self.tensor
 
 
-def rules(tensor_axes) -> tuple[tuple[str, Any], ...]:
+def decode_axis_rules(tensor_axes) -> tuple[tuple[str, Any], ...]:
     """Logical axis -> mesh axes at decode time: batch over data, heads / MLP / vocabulary over `tensor_axes`."""
     split = ("vocab", "q_heads", "kv_heads", "mlp", "act_heads", "act_mlp")
     return (("batch", "data"),) + tuple((name, tensor_axes) for name in split)
 
 
-TARGET_RULES = rules(("target_only", "tensor"))
-DRAFT_RULES = rules("tensor")
+TARGET_RULES = decode_axis_rules(("target_only", "tensor"))
+DRAFT_RULES = decode_axis_rules("tensor")
 
 
-def check(m: InferMesh, num_devices: int, multi_process: bool = False) -> None:
+def check_mesh(m: InferMesh, num_devices: int, multi_process: bool = False) -> None:
+    """Refuse, in one sentence, a mesh this run's devices cannot hold or whose draft degree does not divide."""
     for name in ("data", "tensor", "draft_tensor"):
         if getattr(m, name) < 1:
             raise UserError(f"mesh.{name} must be at least 1, got {getattr(m, name)}")
@@ -83,7 +84,7 @@ def make_mesh(m: InferMesh) -> Mesh | None:
     """The generation mesh over the first data x tensor devices (all of them in a multi-host run); None for
     one device (no sharding)."""
     devices = jax.devices()
-    check(m, len(devices), jax.process_count() > 1)
+    check_mesh(m, len(devices), jax.process_count() > 1)
     if m.size == 1:
         return None
     return sharding.make_mesh((m.data, m.tensor // m.draft_tensor, m.draft_tensor), devices[:m.size], AXES)

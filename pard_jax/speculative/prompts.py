@@ -1,16 +1,11 @@
-"""Prompt files for the inference programs, and their one logging helper (stderr, so stdout stays data)."""
+"""Prompt files for the inference programs: JSONL or one prompt per line."""
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 
 from pard_jax.errors import UserError
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def read_prompts(path: str) -> list[str]:

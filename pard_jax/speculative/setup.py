@@ -6,13 +6,16 @@ import dataclasses
 
 import jax
 
+from pard_jax.console import log
 from pard_jax.dtypes import dtype_of
 from pard_jax.errors import UserError
 from pard_jax.speculative import placement
 from pard_jax.speculative.assemble import decode_loop
 from pard_jax.speculative.config import InferConfig, validate
 from pard_jax.speculative.generator import Generator
-from pard_jax.speculative.prompts import log
+from pard_jax.weights.sources import model_shape
+from pard_jax.weights.stream import stream_model
+from pard_jax.weights.tokenizer import load_tokenizer
 
 
 def eos_ids_of(cfg, tokenizer) -> tuple[int, ...]:
@@ -35,8 +38,6 @@ class Pipeline:
 def load(spec: str, dtype, mesh, rules, num_layers: int | None = None, shared_embed=None):
     """A model's params streamed from disk straight into each device's shard (`weights.stream`); a compact
     draft's embedding table is read from `shared_embed`, its target's."""
-    from pard_jax.weights.stream import stream_model
-
     if mesh is not None:
         sharding_of = placement.sharding_of(mesh, rules)
         if shared_embed is not None and not shared_embed.is_fully_addressable:  # other hosts hold some rows
@@ -50,8 +51,6 @@ def load(spec: str, dtype, mesh, rules, num_layers: int | None = None, shared_em
 def check_split_early(spec: str, num_layers: int | None, degree: int, who: str, key: str) -> None:
     """Refuse a tensor degree that cannot split the model before any weight is read, where its shape is known
     without loading (`sources.model_shape`); otherwise `build` checks it after loading."""
-    from pard_jax.weights.sources import model_shape
-
     if degree == 1:
         return
     try:
@@ -63,8 +62,6 @@ def check_split_early(spec: str, num_layers: int | None, degree: int, who: str, 
 
 def build(c: InferConfig) -> Pipeline:
     """Load target (and draft), check they fit together, and build a Generator."""
-    from pard_jax.weights.tokenizer import load_tokenizer
-
     validate(c)
     mesh = placement.make_mesh(c.mesh)
     platform = (mesh.devices.flat[0] if mesh is not None else jax.devices()[0]).platform

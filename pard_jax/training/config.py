@@ -9,6 +9,7 @@ from pard_jax.config_io import load_config
 from pard_jax.distributed import DistributedSection
 from pard_jax.dtypes import DTYPES
 from pard_jax.errors import UserError
+from pard_jax.training.cod import validate_pard
 
 BYTE_TOKENIZER = "bytes"  # model.tokenizer value that selects the built-in byte tokenizer
 
@@ -131,8 +132,6 @@ def load_train_config(path: str | None, overrides: list[str] = ()) -> TrainConfi
 
 def validate_static(cfg: TrainConfig) -> None:
     """Checks that need no model, data or devices."""
-    from pard_jax.training.cod import validate_pard
-
     validate_pard(cfg.pard.k, cfg.pard.r, cfg.pard.r_min)
     if (cfg.model.spec is None) == (cfg.model.hf_config is None):
         raise UserError("set exactly one of model.spec (start from a model) and model.hf_config (random init)")

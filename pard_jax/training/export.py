@@ -9,6 +9,8 @@ from pard_jax.models.config import ModelConfig
 from pard_jax.models.decoder import init_params
 from pard_jax.training.checkpoint import Checkpointer
 from pard_jax.training.config import BYTE_TOKENIZER
+from pard_jax.weights.export import export_hf
+from pard_jax.weights.tokenizer import load_tokenizer
 
 
 def export_checkpoint(run_dir: str, out_dir: str, step: int | None = None, compact: bool = False) -> int:
@@ -19,8 +21,6 @@ def export_checkpoint(run_dir: str, out_dir: str, step: int | None = None, compa
     which is only right when the run kept the rest of the table frozen, and no tokenizer files: a compact draft
     ships beside its target, which supplies both.
     """
-    from pard_jax.weights.export import export_hf
-
     cfg, params, meta, step = load_checkpoint(run_dir, step)
     if compact and "embed" not in meta.get("frozen", []):
         # A compact draft takes its target's table at load time: right only if training never moved it.
@@ -29,8 +29,6 @@ def export_checkpoint(run_dir: str, out_dir: str, step: int | None = None, compa
                         "train with model.freeze=[embed]")
     tokenizer = None
     if not compact and meta.get("tokenizer_source") not in (None, BYTE_TOKENIZER):
-        from pard_jax.weights.tokenizer import load_tokenizer
-
         tokenizer = load_tokenizer(meta["tokenizer_source"])
     export_hf(params, cfg, out_dir, tokenizer=tokenizer, compact=compact,
               embed_rows=meta.get("train_embed_rows", []))

@@ -10,6 +10,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from pard_jax.distill.shards import read_shard, shard_prompts
 from pard_jax.errors import UserError
 from pard_jax.weights.tokenizer import ByteTokenizer
 
@@ -40,8 +41,6 @@ def _check_complete(folder: str, shard_files: list[str]) -> None:
     prompts = os.path.join(folder, "prompts.jsonl")
     if not os.path.isfile(prompts):
         return
-    from pard_jax.distill.shards import shard_prompts
-
     with open(prompts, encoding="utf-8") as f:
         want = sum(1 for line in f if line.strip())
     have = sum(shard_prompts(path) for path in shard_files)
@@ -75,8 +74,6 @@ def read_records(paths: Iterable[str]) -> list[dict]:
         if not os.path.isfile(path):
             raise UserError(f"data file {path!r} does not exist; fix data.paths")
         if path.endswith(".npz"):  # a distillation shard: token ids already in the chat format
-            from pard_jax.distill.shards import read_shard
-
             records += [{"prompt_ids": r["prompt_ids"], "response_ids": r["response_ids"]} for r in read_shard(path)]
             continue
         with open(path, encoding="utf-8") as f:
@@ -147,3 +144,14 @@ def encode_record(record: dict, tok, *, chat_template: bool, train_on_prompt: bo
     ids = np.asarray([i for p, _ in pieces for i in p], np.int32)[:max_length]
     targets = np.asarray([train_on_prompt or t for p, t in pieces for _ in p], bool)[:max_length]
     return {"ids": ids, "targets": targets}
+
+
+def trained_ids(records: list[dict], tokenizer, *, chat_template: bool = True,
+                train_on_prompt: bool = False) -> list[np.ndarray]:
+    """The ids each training record trains as predictions: the target's answers."""
+    out = []
+    for rec in records:
+        e = encode_record(rec, tokenizer, chat_template=chat_template, train_on_prompt=train_on_prompt,
+                          max_length=1 << 30)
+        out.append(e["ids"][e["targets"]])
+    return out

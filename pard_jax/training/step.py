@@ -88,7 +88,7 @@ def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], k: int, *, 
     return loss_sum, stats
 
 
-def summarize(loss_sum, stats) -> dict[str, jax.Array]:
+def metrics_from_sums(loss_sum, stats) -> dict[str, jax.Array]:
     """Sums -> metrics: loss (the weighted mean), ce and kd (weighted means of each term), accuracy_by_block
     [k], and the counts."""
     weight = jnp.maximum(stats["weight"], 1e-6)
@@ -202,7 +202,7 @@ def train_step(params, opt_state, batch, target_params=None, *, cfg: ModelConfig
     grads = jax.tree.map(lambda g: g / jnp.maximum(stats["weight"], 1e-6), grads)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    metrics = summarize(loss_sum, stats)
+    metrics = metrics_from_sums(loss_sum, stats)
     metrics["grad_norm"] = optax.tree.norm(grads)
     return params, opt_state, metrics
 

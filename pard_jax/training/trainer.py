@@ -17,15 +17,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import yaml
+from tqdm import tqdm
 
 from pard_jax import distributed, sharding
+from pard_jax.distill.vocab import coverage, frequent_ids, token_counts
 from pard_jax.dtypes import dtype_of
 from pard_jax.errors import UserError
-from pard_jax.models.config import ModelConfig
+from pard_jax.models.config import ModelConfig, Pard2
 from pard_jax.models.decoder import init_params, param_logical_axes
 from pard_jax.training import checkpoint, pard2, pipeline
 from pard_jax.training import step as train_step
 from pard_jax.training.config import BYTE_TOKENIZER, TrainConfig
+from pard_jax.training.records import read_records, trained_ids
+from pard_jax.weights.sources import load_model
+from pard_jax.weights.tokenizer import ByteTokenizer, check_mask_token, load_tokenizer
 
 
 @dataclasses.dataclass
@@ -50,8 +55,6 @@ class InitialModel:
 
 def load_target(cfg: TrainConfig) -> TargetModel | None:
     """PARD-2's frozen target (`pard2.target`), or None for plain PARD training."""
-    from pard_jax.weights.sources import load_model
-
     if cfg.pard2.target is None:
         return None
     loaded = load_model(cfg.pard2.target, dtype=dtype_of(cfg.train.compute_dtype))  # frozen: no float32 master
@@ -70,8 +73,6 @@ def check_target_layers(cfg: TrainConfig, target: ModelConfig) -> None:
 def with_pard2(cfg: TrainConfig, model_cfg: ModelConfig, host_params: dict | None, target: TargetModel):
     """The draft with a PARD-2 input projection from the target's features (`target_proj`). A new projection
     starts at zero, so the draft starts as it was (target-independent)."""
-    from pard_jax.models.config import Pard2
-
     p2 = cfg.pard2
     if model_cfg.vocab_size != target.cfg.vocab_size and model_cfg.draft_vocab is None:
         raise UserError(f"the draft's vocabulary ({model_cfg.vocab_size}) and pard2.target's "
@@ -94,13 +95,9 @@ def with_pard2(cfg: TrainConfig, model_cfg: ModelConfig, host_params: dict | Non
 def load_initial_model(cfg: TrainConfig) -> InitialModel:
     """The AR model to adapt (a SPEC, maybe truncated, or a random init) and its tokenizer; for PARD-2 the
     frozen target too (a compact draft takes its embedding table)."""
-    from pard_jax.weights.tokenizer import ByteTokenizer, check_mask_token, load_tokenizer
-
     m = cfg.model
     target = load_target(cfg)
     if m.spec is not None:
-        from pard_jax.weights.sources import load_model
-
         loaded = load_model(m.spec, dtype=jnp.float32, num_layers=m.num_layers,
                             shared_embed=None if target is None else target.host_params["embed"])
         model_cfg, host_params, tok_source = loaded.cfg, loaded.params, loaded.tokenizer_source
@@ -129,9 +126,6 @@ def load_initial_model(cfg: TrainConfig) -> InitialModel:
 def with_draft_vocab(cfg: TrainConfig, model_cfg: ModelConfig, host_params: dict | None, tok):
     """The model with a sub-vocabulary head over the `model.draft_vocab` ids most frequent among the training
     data's trained tokens (EOS always in): its `draft_head` starts as those rows of the output layer."""
-    from pard_jax.distill.vocab import coverage, frequent_ids, token_counts, trained_ids
-    from pard_jax.training.records import read_records
-
     if model_cfg.draft_vocab is not None:
         raise UserError("model.draft_vocab: the model already has a sub-vocabulary head; drop the setting")
     d = cfg.data
@@ -332,6 +326,4 @@ def _log_record(step: int, pending: list, since: float, lr: float) -> dict:
 
 
 def _progress_bar(start: int, total: int, enabled: bool):
-    from tqdm import tqdm
-
     return tqdm(total=total, initial=start, disable=not enabled, desc="train", unit="step", dynamic_ncols=True)

@@ -6,7 +6,9 @@ import json
 import os
 from typing import Sequence
 
+import ml_dtypes
 import numpy as np
+from safetensors.numpy import save_file
 
 from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig
@@ -25,8 +27,6 @@ def export_hf(params, cfg: ModelConfig, out_dir: str, tokenizer=None, compact: b
     rest is the target's at load time (requires tied embeddings). A trained sub-vocabulary head goes out as an
     lm_head of only its N rows. transformers cannot load that form; the full form is an ordinary HF model.
     """
-    from safetensors.numpy import save_file
-
     tensors = params_to_hf(params, cfg)
     warp = {k: tensors.pop(k) for k in ("target_proj.weight", "target_proj.bias") if k in tensors}
     untied = cfg.tie_word_embeddings and "lm_head.weight" in tensors  # a trained sub-vocabulary head
@@ -34,8 +34,6 @@ def export_hf(params, cfg: ModelConfig, out_dir: str, tokenizer=None, compact: b
         if not cfg.tie_word_embeddings:
             raise UserError("a compact export drops the embedding table, which needs tied embeddings; "
                             "export the full form instead")
-        import ml_dtypes
-
         table = tensors.pop("model.embed_tokens.weight")
         if untied:
             tensors["lm_head.weight"] = tensors["lm_head.weight"][np.asarray(cfg.draft_vocab)]

@@ -13,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import gguf
 import numpy as np
 
 from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig, RopeScaling
+from pard_jax.models.rope import rope_inv_freq
 from pard_jax.weights.lazy import Whole
 from pard_jax.weights.table import layer_regex
 
@@ -54,8 +56,6 @@ _LLAMA3_SCALINGS = (RopeScaling(8.0, 1.0, 4.0, 8192), RopeScaling(32.0, 1.0, 4.0
 
 
 def open_gguf(path: str):
-    import gguf
-
     try:
         return gguf.GGUFReader(path)
     except Exception as e:  # the gguf package raises ValueError/struct.error/... on foreign or broken files
@@ -140,8 +140,6 @@ def _rope_scaling(reader, arch: str, cfg: ModelConfig, tensors: dict, path: str)
             raise UserError(f"the GGUF file {path} uses RoPE scaling {kind!r}, which is not supported; "
                             "use a model without it or its HF checkpoint")
         return None
-    from pard_jax.models.rope import rope_inv_freq
-
     factors = dequantize(tensors["rope_freqs.weight"]).reshape(-1)
     plain = rope_inv_freq(cfg)
     orig = _field(reader, f"{arch}.rope.scaling.original_context_length")
@@ -156,8 +154,6 @@ def _rope_scaling(reader, arch: str, cfg: ModelConfig, tensors: dict, path: str)
 
 
 def dequantize(t) -> np.ndarray:
-    import gguf
-
     a = gguf.quants.dequantize(t.data, t.tensor_type)
     return np.asarray(a, dtype=np.float32).reshape([int(d) for d in reversed(t.shape)])
 

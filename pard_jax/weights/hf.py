@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jax.numpy as jnp
+from huggingface_hub import snapshot_download
+from safetensors import safe_open
 
 from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig
@@ -45,8 +47,6 @@ def safetensors_tensors(directory: str, read_slice=lazy.read_slice,
 def safetensors_handles(directory: str) -> tuple[dict[str, Any], Callable[[], None]]:
     """({tensor name: the open safetensors file (numpy) holding it}, close) of an HF directory: one file, shards
     with an index, or loose shards."""
-    from safetensors import safe_open
-
     index = os.path.join(directory, "model.safetensors.index.json")
     single = os.path.join(directory, "model.safetensors")
     if os.path.isfile(single):  # transformers' order: the single file wins over an index
@@ -111,7 +111,7 @@ def read_hf_config(directory: str) -> ModelConfig:
     return dataclasses.replace(cfg, eos_token_ids=_with_generation_eos(directory, cfg.eos_token_ids))
 
 
-def load_hf_dir(directory: str, dtype=jnp.float32, num_layers: int | None = None,
+def read_hf_dir(directory: str, dtype=jnp.float32, num_layers: int | None = None,
                 shared_embed=None) -> tuple[ModelConfig, dict]:
     """(config, host params: numpy arrays in `dtype`) of an HF directory, keeping its first `num_layers` layers."""
     cfg = read_hf_config(directory)
@@ -137,8 +137,6 @@ def _hub_offline() -> bool:
 def download_hub(repo_id: str) -> str:
     """A local snapshot of an HF hub repository (the cached one when offline)."""
     try:
-        from huggingface_hub import snapshot_download
-
         return snapshot_download(repo_id, allow_patterns=_HUB_FILES, local_files_only=_hub_offline())
     except Exception as e:  # offline, not found, gated, network: all mean "no local copy for you"
         why = "offline (HF_HUB_OFFLINE is set) and not in the local HF cache" if _hub_offline() \

@@ -62,7 +62,7 @@ def smollm2_gguf_path() -> str:
 
 def load_hf_dir(directory: str, dtype=jnp.float32, num_layers: int | None = None, spec: str | None = None,
                 shared_embed=None) -> LoadedModel:
-    cfg, params = hf.load_hf_dir(directory, dtype, num_layers, shared_embed=shared_embed)
+    cfg, params = hf.read_hf_dir(directory, dtype, num_layers, shared_embed=shared_embed)
     return LoadedModel(cfg=cfg, params=params, tokenizer_source=directory, spec=spec or directory)
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from pard_jax.models.config import ModelConfig
 
@@ -80,8 +82,6 @@ def read_config(folder: Path) -> ModelConfig | None:
 def read_params(folder: Path, num_layers: int | None = None) -> tuple[ModelConfig, dict[str, np.ndarray]] | None:
     """(full config, {param path: array} with the first `num_layers` layers) from a cache folder, or None when
     it holds no complete, readable entry. A `num_layers` the model does not have is a UserError."""
-    from safetensors import safe_open
-
     cfg = read_config(folder)
     if cfg is None:
         return None
@@ -99,8 +99,6 @@ def read_params(folder: Path, num_layers: int | None = None) -> tuple[ModelConfi
 
 def write_params(folder: Path, cfg: ModelConfig, flat: dict[str, np.ndarray]) -> None:
     """Cache a model's config and its {param path: array} (all layers) in `folder`, atomically."""
-    from safetensors.numpy import save_file
-
     def write(tmp: Path):
         save_file(flat, str(tmp / _PARAMS_FILE), metadata={"format": "pard_jax"})
         (tmp / _CONFIG_FILE).write_text(json.dumps(cfg.to_hf_dict(), indent=1))

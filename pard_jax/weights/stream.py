@@ -15,6 +15,7 @@ from typing import Callable
 import jax
 import numpy as np
 from flax import traverse_util
+from safetensors import safe_open
 
 from pard_jax.models.config import ModelConfig
 from pard_jax.weights import convert, hf, lazy, sources, store
@@ -61,8 +62,6 @@ def _stream_cache(folder: Path, dtype, sharding_of: ShardingOf,
                   num_layers: int | None) -> tuple[ModelConfig, dict] | None:
     """A GGUF cache entry (`store.write_params`: stacked param paths) streamed; None when it holds no complete,
     readable entry that fits its config."""
-    from safetensors import safe_open
-
     cfg = store.read_config(folder)
     if cfg is None:
         return None

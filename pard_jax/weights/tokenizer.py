@@ -18,7 +18,9 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"
 
 
 def _from_pretrained(*args, what: str, fast_only: bool = False, **kwargs):
-    # PreTrainedTokenizerFast imports in half the time of AutoTokenizer; it suffices for our own saved copies.
+    # transformers is imported here, not at the top: it takes seconds (after JAX), and the byte tokenizer of the
+    # tiny configs needs none of it. PreTrainedTokenizerFast imports in half the time of AutoTokenizer; it
+    # suffices for our own saved copies.
     if fast_only:
         from transformers import PreTrainedTokenizerFast as cls
     else:

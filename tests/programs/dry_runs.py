@@ -12,9 +12,9 @@ import jax
 
 from pard_jax.cli import generate, train
 from pard_jax.config_io import load_config
-from pard_jax.speculative import dry_run as infer_dry_run
+from pard_jax.speculative import infer_dry_run
 from pard_jax.speculative.config import InferConfig
-from pard_jax.training import dry_run as train_dry_run
+from pard_jax.training import train_dry_run
 from pard_jax.training.config import load_train_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -25,6 +25,7 @@ from pard_jax.speculative import assemble, placement
 from pard_jax.speculative.config import InferConfig, validate
 from pard_jax.speculative.generator import compiled_programs, prompt_bucket, shape_signature
 from pard_jax.speculative.loop import DecodeLoop, Mode
+from pard_jax.weights.sources import model_shape
 
 DEFAULT_PROMPT_LEN = 512
 
@@ -80,8 +81,6 @@ def abstract_params(cfg: ModelConfig, dtype, mesh=None, rules=()) -> dict:
 def decode_loop(c: InferConfig, layers: int | None = None, platform: str | None = None) -> DecodeLoop:
     """The config's DecodeLoop (`assemble.decode_loop`) from the models' shapes, for `platform`; `layers` keeps
     only the first N layers of each model."""
-    from pard_jax.weights.sources import model_shape
-
     validate(c)
     target = model_shape(c.target)
     draft = model_shape(c.draft, c.draft_layers) if c.mode.uses_draft else None

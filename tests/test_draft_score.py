@@ -1,4 +1,5 @@
-"""Teacher-forced acceptance (`training.acceptance`) equals what the draft proposes at inference, anchor by anchor."""
+"""Teacher-forced draft scoring (`training.draft_score`) equals what the draft proposes at inference, anchor by
+anchor."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from pard_jax.speculative.generator import Generator
 from pard_jax.speculative.loop import DecodeLoop
-from pard_jax.training.acceptance import score
+from pard_jax.training.draft_score import score
 from tests.tiny_models import forward, tiny_config, tiny_params
 
 CFG = tiny_config()

@@ -23,6 +23,8 @@ from pard_jax.training import pipeline, trainer
 from pard_jax.training.checkpoint import abstract_like
 from pard_jax.training.config import TrainConfig
 from pard_jax.training.packing import ROW_FIELDS
+from pard_jax.weights.sources import model_shape
+from pard_jax.weights.tokenizer import check_mask_token
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +47,6 @@ class TrainDryRun:
 
 def model_without_weights(cfg: TrainConfig) -> trainer.InitialModel:
     """The run's initial model as a shape only (no weights, no tokenizer), with the mask id set."""
-    from pard_jax.weights.sources import model_shape
-    from pard_jax.weights.tokenizer import check_mask_token
-
     m = cfg.model
     shape = model_shape(m.spec, m.num_layers) if m.spec is not None else ModelConfig.from_hf_dict(m.hf_config)
     mask = check_mask_token(cfg.pard.mask_token_id, shape.vocab_size, None, name="pard.mask_token_id")  # no tokenizer

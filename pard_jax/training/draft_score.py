@@ -1,4 +1,4 @@
-"""Teacher-forced acceptance: how often a greedy target would accept a PARD draft's proposals along fixed
+"""Teacher-forced draft scoring: how often a greedy target would accept a PARD draft's proposals along fixed
 sequences (the target's own greedy continuations), from one forward pass per packed row instead of generation.
 
 Keeping every block at every position (COD with r = 1, `training.cod`) under the PARD attention mask gives each
@@ -33,7 +33,7 @@ ROW_ROUNDING = 256  # packed rows are a multiple of this long: a few row lengths
 
 
 @dataclasses.dataclass
-class Acceptance:
+class DraftScore:
     hits: np.ndarray  # [k]: anchors whose proposal j was right (whatever the proposals before it)
     scored: np.ndarray  # [k]: anchors with a token to predict at proposal j
     run_lengths: np.ndarray  # [anchors]: accepted proposals per anchor, greedy (0..k)
@@ -94,7 +94,7 @@ def _row_hits(cfg: ModelConfig, target_cfg: ModelConfig | None, row_length: int)
 
 
 def score(params, cfg: ModelConfig, sequences: Sequence[Sequence[int]], prompt_lens: Sequence[int], *, k: int,
-          mask_id: int, target_params=None, target_cfg: ModelConfig | None = None) -> Acceptance:
+          mask_id: int, target_params=None, target_cfg: ModelConfig | None = None) -> DraftScore:
     """Score a draft (`params`, either layer layout) along each sequence's answer (the tokens after its prompt);
     a PARD-2 draft given its target (`target_params`, `target_cfg`) reads the target's features (TD)."""
     examples = []
@@ -117,4 +117,4 @@ def score(params, cfg: ModelConfig, sequences: Sequence[Sequence[int]], prompt_l
             hits, scored = hits + h, scored + s
             runs.append(r)
     run_lengths = np.concatenate(runs) if runs else np.zeros(0, np.int64)
-    return Acceptance(hits, scored, run_lengths)
+    return DraftScore(hits, scored, run_lengths)
