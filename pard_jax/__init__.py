@@ -2,6 +2,10 @@
 
 import importlib.resources
 
+from pard_jax import libtpu_env
+
+libtpu_env.quiet_without_chips()  # before jax starts a backend
+
 __version__ = "0.1.0"
 
 

@@ -20,7 +20,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from pard_jax import sharding
 from pard_jax.models import masks
 from pard_jax.models.config import ModelConfig
-from pard_jax.models.decoder import forward
+from pard_jax.models.decoder import Decoder, is_stacked
+from pard_jax.training import losses
 
 # Packed PARD rows let no token see a later one (block 0 of an example precedes its mask blocks, each in
 # position order: `training.cod.kept_tokens`), so attention runs QUERY_BLOCK queries at a time over the keys
@@ -40,8 +41,8 @@ def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], k: int, *, 
     Sums, not means, so that micro-batches and devices add up exactly.
     """
     mask = masks.pard_attention_mask(batch["segments"], batch["blocks"], batch["anchors"], batch["positions"])
-    logits = forward(params, cfg, batch["tokens"], batch["positions"], new_mask=mask, dtype=dtype, remat=remat,
-                     query_block=query_block)
+    hidden = final_hidden(params, cfg, batch["tokens"], batch["positions"], mask, dtype=dtype, remat=remat,
+                          query_block=query_block)
     labels = batch["labels"]
     if cfg.draft_vocab is not None:
         # A sub-vocabulary head predicts indices into cfg.draft_vocab; other targets cannot be proposed and
@@ -50,11 +51,8 @@ def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], k: int, *, 
             jnp.arange(len(cfg.draft_vocab), dtype=jnp.int32))
         labels = jnp.where(labels >= 0, index[jnp.maximum(labels, 0)], -1)
     valid = labels >= 0
-    safe = jnp.where(valid, labels, 0)
-    logz = jax.nn.logsumexp(logits, axis=-1)
-    picked = jnp.take_along_axis(logits, safe[..., None], axis=-1)[..., 0]
-    loss_sum = jnp.sum(jnp.where(valid, logz - picked, 0.0))
-    hit = (jnp.argmax(logits, axis=-1) == labels) & valid
+    per_token = losses.map_chunks(losses.cross_entropy(dtype), head_of(params, cfg), hidden, labels)
+    loss_sum, hit = jnp.sum(per_token["nll"]), per_token["hit"]
     onehot = jax.nn.one_hot(batch["blocks"], k, dtype=jnp.float32)  # [B, T, k]
     real = batch["segments"] > 0
     stats = {
@@ -65,6 +63,24 @@ def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], k: int, *, 
         "kept": jnp.sum(real.astype(jnp.float32)),
     }
     return loss_sum, stats
+
+
+def final_hidden(params, cfg: ModelConfig, tokens, positions, mask, *, dtype, remat, query_block) -> jax.Array:
+    """The decoder's final hidden states [B, T, D] (after the final norm), without its logits: the head's
+    product, whose result nothing reads, is left out by the compiler (`losses` applies the head by chunks)."""
+    decoder = Decoder(cfg, dtype, remat, scan=is_stacked(params), query_block=query_block)
+    _, state = decoder.apply({"params": params}, tokens, positions, new_mask=mask, mutable=["intermediates"],
+                             capture_intermediates=lambda module, _: module.name == "final_norm")
+    return state["intermediates"]["final_norm"]["__call__"][0]
+
+
+def head_of(params, cfg: ModelConfig) -> jax.Array:
+    """The output head [V, D] of a params tree, as `Decoder` chooses it."""
+    if cfg.draft_vocab is not None:
+        return params["draft_head"]
+    if cfg.tie_word_embeddings:
+        return params["embed"]
+    return params["lm_head"].T if is_stacked(params) else params["lm_head"]
 
 
 def summarize(loss_sum, stats) -> dict[str, jax.Array]:
