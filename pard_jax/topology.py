@@ -111,9 +111,7 @@ class CompileTarget:
         return jax_config.enable_compilation_cache(self.topology is None)
 
     def where(self, used: int) -> str:
-        """`used` of the devices, in words."""
-        if self.topology is None:
-            return f"{used} {self.platform} device(s)"
+        """The topology, and `used` of its chips, in words."""
         t = self.topology
         kind = self.devices[0].device_kind
         spare = f" (the mesh uses {used} of its {len(self.devices)} chips)" if used < len(self.devices) else ""

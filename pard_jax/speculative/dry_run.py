@@ -174,9 +174,10 @@ def report(r: InferDryRun, layers: int | None = None) -> str:
     c, loop, p = r.cfg, r.loop, r.programs
     cut = f" (first {layers} layers: --dry-run-layers)" if layers is not None else ""
     m = c.mesh
-    where = r.target.where(m.size) + (f" (mesh data={m.data} tensor={m.tensor} draft_tensor={m.draft_tensor})"
-                                      if m.size > 1 else "")
     tpu = r.target.topology is not None
+    where = r.target.where(m.size) if tpu else \
+        f"one {r.platform} device" if m.size == 1 else f"{m.size} {r.platform} devices"
+    where += f" (mesh data={m.data} tensor={m.tensor} draft_tensor={m.draft_tensor})" if m.size > 1 else ""
     device = "chip" if tpu else "device"
     lines = [
         f"generation dry run: nothing loaded (no weights or tokenizer); compiled for {where}",

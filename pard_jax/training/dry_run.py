@@ -146,7 +146,7 @@ def report(r: TrainDryRun) -> str:
     device = "chip" if tpu else "device"
     lines = [
         f"training dry run: nothing loaded (no weights, tokenizer or data); the step compiled for "
-        f"{r.target.where(devices)}",
+        + (r.target.where(devices) if tpu else f"{devices} {r.platform} device(s)"),
         f"model       {name}: {layers}, hidden {m.hidden_size}, vocab {m.vocab_size}, "
         f"{r.num_params / 1e9:.3f}B parameters (float32), compute {c.train.compute_dtype}, "
         f"remat {'on' if c.train.remat else 'off'}",
