@@ -9,6 +9,10 @@ use, so `import pard_jax` stays light (it does not import JAX).
 import importlib
 import importlib.resources
 
+from pard_jax import libtpu_env
+
+libtpu_env.quiet_without_chips()  # before jax starts a backend
+
 __version__ = "0.1.0"
 
 # Each exported name and the module that holds it.

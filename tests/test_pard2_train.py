@@ -56,8 +56,11 @@ def _reference(draft_params, target_params, ids, ex, obj):
                                      jnp.asarray(ex["positions"])[None])
     logits = forward(draft_params, DRAFT, jnp.asarray(ex["tokens"])[None], jnp.asarray(ex["positions"])[None],
                      new_mask=mask, features=jnp.asarray(np.stack(features))[None])
-    ce, kd = pard2.token_losses(logits[0], jnp.asarray(np.stack(teacher)), jnp.asarray(ex["labels"]), 1.0)
-    w = np.where(ex["labels"] >= 0, np.array(cat), 0.0)
+    logq, logp = np.asarray(jax.nn.log_softmax(logits[0], axis=-1)), np.stack(teacher)
+    valid = ex["labels"] >= 0
+    ce = np.where(valid, -logq[np.arange(n), np.maximum(ex["labels"], 0)], 0.0)
+    kd = np.where(valid, np.sum(np.exp(logp) * (logp - logq), axis=-1), 0.0)  # KL(target || draft)
+    w = np.where(valid, np.array(cat), 0.0)
     return np.sum(w * (obj.ce_alpha * np.asarray(ce) + obj.kd_alpha * np.asarray(kd))), w.sum()
 
 

@@ -3,8 +3,8 @@
 python infer/generate.py [--config CONFIG] [--target SPEC] [--draft SPEC] [--mode ar|sd|pard]
     [-k K] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--batch-size B]
     (--prompt TEXT | --prompts-file FILE) [--no-chat-template] [--json] [--compare-ar]
-python infer/generate.py --config CONFIG --dry-run [--prompt-len N] [--dry-run-layers N] [--no-fit]
-    [--platform cpu|gpu|tpu]
+python infer/generate.py --config CONFIG --dry-run [--topology NAME | --platform cpu|gpu|tpu] [--prompt-len N]
+    [--dry-run-layers N] [--no-fit]
 """
 
 from __future__ import annotations
@@ -67,6 +67,10 @@ def parse_args(argv=None):
                         "machine's devices); the memory figures stay this machine's compiler's")
     p.add_argument("--dry-run-layers", type=int,
                    help="with --dry-run: compile target and draft with only their first N layers (a quick check)")
+    p.add_argument("--topology", metavar="NAME",
+                   help="with --dry-run: compile for the chips of this TPU slice (v5e-8, v5e-16, v6e-8, v5p-8, v4-16; "
+                        "v5e-16x2: two slices) with the TPU compiler (the tpu extra), and print its memory per chip, "
+                        "whether the programs fit and the largest batch that does")
     p.add_argument("--no-fit", action="store_true",
                    help="with --dry-run: compile once, without the second compile that measures the batch that fits")
     p.add_argument("overrides", nargs="*", help="config overrides key=value")
@@ -155,9 +159,9 @@ def main(argv=None) -> int:
 
 def dry_run(args) -> int:
     result = infer_dry_run.dry_run(load_config(args), prompt_len=args.prompt_len, layers=args.dry_run_layers,
-                        fit=not args.no_fit, platform=args.platform)
+                                   fit=not args.no_fit, platform=args.platform, topology=args.topology)
     print(infer_dry_run.report(result, layers=args.dry_run_layers), flush=True)
-    return 0
+    return 0 if result.verdict is None or result.verdict.fits else 1
 
 
 def generate(args) -> int:

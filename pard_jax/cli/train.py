@@ -1,6 +1,6 @@
 """Train a PARD draft from a config file, on one CPU or sharded over a TPU pod / GPU cluster.
 
-    python train/train.py --config configs/train/smoke.yaml [--dry-run] [key.sub=value ...]
+    python train/train.py --config configs/train/smoke.yaml [--dry-run [--topology NAME]] [key.sub=value ...]
 
 Writes RUN_DIR/checkpoints (orbax: params, optimizer state, step, data iterator; resumed automatically),
 RUN_DIR/metrics.jsonl (one object per logged step) and RUN_DIR/config.yaml. On several hosts run the same
@@ -26,6 +26,10 @@ def parse_args(argv=None):
     p.add_argument("--dry-run", action="store_true",
                    help="read no weights or data: compile the step for the configured mesh and print memory per "
                         "device, FLOPs and the batch that fits each accelerator")
+    p.add_argument("--topology", metavar="NAME",
+                   help="with --dry-run: compile for the chips of this TPU slice (v5e-16, v5p-8, v6e-8, v4-16; "
+                        "v5e-16x2: two slices) with the TPU compiler (the tpu extra), and print its memory per chip, "
+                        "whether the step fits and the largest batch that does")
     p.add_argument("--no-fit", action="store_true",
                    help="with --dry-run: compile once, without the second compile that measures the batch that fits")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. run_dir=/tmp/run train.steps=10")
@@ -39,8 +43,9 @@ def main(argv=None) -> int:
     def body():
         cfg = load_train_config(args.config, args.overrides)
         if args.dry_run:
-            print(train_dry_run.report(train_dry_run.dry_run(cfg, fit=not args.no_fit)), flush=True)
-            return
+            result = train_dry_run.dry_run(cfg, fit=not args.no_fit, topology=args.topology)
+            print(train_dry_run.report(result), flush=True)
+            return 0 if result.verdict is None or result.verdict.fits else 1
         run(cfg)
 
     return run_cli(body)

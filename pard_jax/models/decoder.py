@@ -75,7 +75,7 @@ class Decoder(nn.Module):
 
     @nn.compact
     def __call__(self, tokens, positions, *, new_mask=None, caches=None, logits_at=None, features=None,
-                 feature_layers: tuple[int, ...] = ()):
+                 feature_layers: tuple[int, ...] = (), head: bool = True):
         """tokens, positions [B, T] int32 -> (logits, caches, hidden features or None).
 
         new_mask [B, T, T] (default causal) says which of this call's tokens each token sees (no cache).
@@ -84,6 +84,8 @@ class Decoder(nn.Module):
         logits_at [B, N] int32 computes logits only at those indices of each row (saves the unembedding).
         features [B, T, target_dim]: a PARD-2 draft's target features per token (zeros: target-independent).
         feature_layers: hidden states to return, at every position (not only `logits_at`).
+        head: False returns the final norm's output [B, T, D] in place of the logits (a loss that applies the
+        head itself, a chunk at a time: `training.losses`; `head_of` gives the head).
         """
         cfg = self.cfg
         B, T = tokens.shape
@@ -135,6 +137,8 @@ class Decoder(nn.Module):
         if logits_at is not None:
             x = jnp.take_along_axis(x, logits_at[:, :, None], axis=1)
         x = final_norm(x)
+        if not head and not self.is_initializing():
+            return x, caches, features_out
         if cfg.draft_vocab is not None:  # a sub-vocabulary head: logits over cfg.draft_vocab only
             head = self.param("draft_head", nn.with_logical_partitioning(init, ("vocab", "embed")),
                               (len(cfg.draft_vocab), cfg.hidden_size))
@@ -146,6 +150,15 @@ class Decoder(nn.Module):
             head = self.param("lm_head", kernel_init(("embed", "vocab")), (cfg.hidden_size, cfg.vocab_size)).T
         logits = out_major_product(x, head.astype(self.dtype), self.kernels, preferred_element_type=jnp.float32)
         return logits, caches, features_out
+
+
+def head_of(params: dict, cfg: ModelConfig) -> jax.Array:
+    """The output head [V, D] of a params tree (either layout), as `Decoder` applies it."""
+    if cfg.draft_vocab is not None:
+        return params["draft_head"]
+    if cfg.tie_word_embeddings:
+        return params["embed"]
+    return params["lm_head"].T if Layout.of(params) is Layout.STACKED else params["lm_head"]
 
 
 def init_params(cfg: ModelConfig, rng: jax.Array, dtype=jnp.float32) -> dict:
@@ -169,13 +182,14 @@ def _apply(params, cfg, dtype, remat=False, query_block=None, kernels=PLAIN, **k
 
 def forward(params, cfg: ModelConfig, tokens, positions, *, new_mask=None, dtype=jnp.float32, remat=False,
             logits_at=None, query_block=None, kernels: Kernels = PLAIN, features=None,
-            feature_layers: tuple[int, ...] = ()):
-    """Uncached forward (either layout): logits [B, T, V] (training, parity checks), and with `feature_layers`
-    the hidden features [B, T, F] too. `query_block`: see `Decoder` (only for masks under which no token sees
-    a later one). `features`: a PARD-2 draft's target features."""
+            feature_layers: tuple[int, ...] = (), head: bool = True):
+    """Uncached forward (either layout): logits [B, T, V] (training, parity checks; with `head` False the final
+    norm's output [B, T, D] instead), and with `feature_layers` the hidden features [B, T, F] too.
+    `query_block`: see `Decoder` (only for masks under which no token sees a later one). `features`: a PARD-2
+    draft's target features."""
     logits, _, hidden = _apply(params, cfg, dtype, remat, query_block, kernels, tokens=tokens, positions=positions,
                                new_mask=new_mask, logits_at=logits_at, features=features,
-                               feature_layers=feature_layers)
+                               feature_layers=feature_layers, head=head)
     return (logits, hidden) if feature_layers else logits
 
 

@@ -80,12 +80,14 @@ def check_split(cfg: ModelConfig, degree: int, who: str, key: str) -> None:
                         f"by {degree}; use {key} in {ok}")
 
 
-def make_mesh(m: InferMesh) -> Mesh | None:
-    """The generation mesh over the first data x tensor devices (all of them in a multi-host run); None for
-    one device (no sharding)."""
-    devices = jax.devices()
-    check_mesh(m, len(devices), jax.process_count() > 1)
-    if m.size == 1:
+def make_mesh(m: InferMesh, devices=None) -> Mesh | None:
+    """The generation mesh over the first data x tensor of `devices` (default: this run's devices, all of them
+    in a multi-host run; None for one of them: no sharding). Given devices (a TPU topology a dry run compiles
+    for) always get a mesh, one device's included."""
+    given = devices is not None
+    devices = list(devices) if given else jax.devices()
+    check_mesh(m, len(devices), jax.process_count() > 1 and not given)
+    if m.size == 1 and not given:
         return None
     return sharding.make_mesh((m.data, m.tensor // m.draft_tensor, m.draft_tensor), devices[:m.size], AXES)
 

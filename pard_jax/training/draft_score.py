@@ -82,7 +82,7 @@ def _row_hits(cfg: ModelConfig, target_cfg: ModelConfig | None, row_length: int)
         if target_cfg is not None:
             features, _, _ = pard2.target_signals(target_params, pard2.Objective(target_cfg, row_length), row,
                                                   cfg.pard2.target_layers, dtype=jnp.float32,
-                                                  query_block=QUERY_BLOCK, vocab=None, teacher=False)
+                                                  query_block=QUERY_BLOCK, teacher=False)
         logits = forward(params, cfg, row["tokens"], row["positions"], new_mask=mask, query_block=QUERY_BLOCK,
                          features=features)
         choice = jnp.argmax(logits, axis=-1).astype(jnp.int32)

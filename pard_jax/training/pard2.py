@@ -21,7 +21,8 @@ import jax.numpy as jnp
 
 from pard_jax.models import masks
 from pard_jax.models.config import ModelConfig
-from pard_jax.models.decoder import forward
+from pard_jax.models.decoder import forward, head_of
+from pard_jax.training import losses
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,15 +54,16 @@ def base_view(batch: dict[str, jax.Array], base_length: int):
 
 
 def target_signals(target_params, obj: Objective, batch, feature_layers: tuple[int, ...], *, dtype, query_block,
-                   vocab: tuple[int, ...] | None, teacher: bool = True):
-    """Per row token: (features [B, T, F], teacher log-probabilities [B, T, V or len(vocab)], CAT weight [B, T]);
+                   teacher: bool = True):
+    """Per row token: (features [B, T, F], the target's final hidden state at its position [B, T, D_target] (its
+    distribution for this token's label comes from it, a chunk at a time: `ce_and_kd`), CAT weight [B, T]);
     without `teacher` only the features (the rest None)."""
     tokens, positions, segments, slot0 = base_view(batch, obj.base_length)
     zeros = jnp.zeros_like(tokens)
     mask = masks.pard_attention_mask(segments, zeros, positions, positions)  # causal within each sequence
-    logits, feats = forward(target_params, obj.target_cfg, tokens, positions, new_mask=mask, dtype=dtype,
-                            query_block=query_block, feature_layers=feature_layers)
-    logits, feats = jax.lax.stop_gradient(logits), jax.lax.stop_gradient(feats)
+    hidden, feats = forward(target_params, obj.target_cfg, tokens, positions, new_mask=mask, dtype=dtype,
+                            query_block=query_block, feature_layers=feature_layers, head=False)
+    hidden, feats = jax.lax.stop_gradient(hidden), jax.lax.stop_gradient(feats)
 
     def at(x, s):
         s = jnp.clip(s, 0, obj.base_length - 1)
@@ -72,29 +74,29 @@ def target_signals(target_params, obj: Objective, batch, feature_layers: tuple[i
     features = jnp.where(has_feature[..., None], at(feats, slot0 + anchor - 1), 0.0)
     if not teacher:
         return features, None, None
-    logp = jax.nn.log_softmax(logits / obj.kd_temperature, axis=-1)
-    # log p(x_{u+1} | x_<=u) at each base slot u (temperature 1), summed up to each slot: CAT in log space
+    # log p(x_{u+1} | x_<=u) at each base slot u, summed up to each slot: CAT in log space
     nxt = jnp.concatenate([tokens[:, 1:], zeros[:, :1]], axis=1)
     same = jnp.concatenate([segments[:, 1:] == segments[:, :-1], jnp.zeros_like(segments[:, :1], bool)], axis=1)
-    gold = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), nxt[..., None], axis=-1)[..., 0]
-    gold = jnp.where(same & (segments > 0), gold, 0.0)
+    head = head_of(target_params, obj.target_cfg)
+    gold = losses.map_chunks(losses.cross_entropy(dtype), head, hidden, jnp.where(same & (segments > 0), nxt, -1))
+    gold = -gold["nll"]  # 0 where there is no next token of the same sequence
     before = jnp.cumsum(gold, axis=1) - gold  # sum over slots < s
-    if vocab is not None:
-        logp = logp[..., jnp.asarray(vocab)]
-    teacher = at(logp, slot0 + t)
     cat = jnp.exp(at(before, slot0 + t) - at(before, slot0 + anchor)) if obj.cat else jnp.ones(t.shape)
-    return features, teacher, cat
+    return features, at(hidden, slot0 + t), cat
 
 
-def token_losses(student_logits, teacher_logp, labels, temperature: float):
-    """(cross-entropy against labels (-1: none), KL(teacher || student) at `temperature` x T^2) per token.
+def ce_and_kd(dtype, target_head: jax.Array, temperature: float, vocab: tuple[int, ...] | None):
+    """The per-token function for `losses.map_chunks`: (draft hidden, draft head, labels, the target's hidden) ->
+    {"nll": cross-entropy against the label, "kd": KL(target || draft) at `temperature` x T^2, "hit": argmax ==
+    label}. A sub-vocabulary draft's KL is taken over its ids (the teacher's mass elsewhere cannot be matched)."""
+    ids = None if vocab is None else jnp.asarray(vocab)
 
-    A sub-vocabulary student's KL is taken over its ids (the teacher's mass elsewhere cannot be matched)."""
-    valid = labels >= 0
-    logz = jax.nn.logsumexp(student_logits, axis=-1)
-    picked = jnp.take_along_axis(student_logits, jnp.where(valid, labels, 0)[..., None], axis=-1)[..., 0]
-    ce = jnp.where(valid, logz - picked, 0.0)
-    q = jax.nn.log_softmax(student_logits / temperature, axis=-1)
-    p = jnp.exp(teacher_logp)
-    kd = jnp.sum(p * (teacher_logp - q), axis=-1) * temperature ** 2
-    return ce, jnp.where(valid, kd, 0.0)
+    def fn(hidden, head, labels, target_hidden):
+        logits = losses.logits_of(hidden, head, dtype)
+        teacher = jax.nn.log_softmax(losses.logits_of(target_hidden, target_head, dtype) / temperature, axis=-1)
+        if ids is not None:
+            teacher = teacher[..., ids]
+        student = jax.nn.log_softmax(logits / temperature, axis=-1)
+        kd = jnp.sum(jnp.exp(teacher) * (teacher - student), axis=-1) * temperature ** 2
+        return dict(losses.token_cross_entropy(logits, labels), kd=jnp.where(labels >= 0, kd, 0.0))
+    return fn

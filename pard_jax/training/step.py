@@ -20,8 +20,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from pard_jax import sharding
 from pard_jax.models import masks
 from pard_jax.models.config import ModelConfig
-from pard_jax.models.decoder import forward
-from pard_jax.training import pard2
+from pard_jax.models.decoder import forward, head_of
+from pard_jax.training import losses, pard2
 
 # Packed PARD rows let no token see a later one (block 0 of an example precedes its mask blocks, each in
 # position order: `training.cod.kept_tokens`), so attention runs QUERY_BLOCK queries at a time over the keys
@@ -54,25 +54,28 @@ def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], k: int, *, 
     Sums, not means, so that micro-batches and devices add up exactly.
     """
     mask = masks.pard_attention_mask(batch["segments"], batch["blocks"], batch["anchors"], batch["positions"])
-    features = teacher = None
+    features = target_hidden = None
     if objective is not None:
-        features, teacher, cat = pard2.target_signals(target_params, objective, batch, cfg.pard2.target_layers,
-                                                      dtype=dtype, query_block=query_block, vocab=cfg.draft_vocab)
-    logits = forward(params, cfg, batch["tokens"], batch["positions"], new_mask=mask, dtype=dtype, remat=remat,
-                     query_block=query_block, features=features)
+        features, target_hidden, cat = pard2.target_signals(target_params, objective, batch, cfg.pard2.target_layers,
+                                                            dtype=dtype, query_block=query_block)
+    # The final hidden states only: the head runs a chunk of positions at a time (`training.losses`), so the
+    # float32 logits of a whole row over the vocabulary never exist at once.
+    hidden = forward(params, cfg, batch["tokens"], batch["positions"], new_mask=mask, dtype=dtype, remat=remat,
+                     query_block=query_block, features=features, head=False)
     labels = head_labels(cfg, batch["labels"])
     valid = labels >= 0
     if objective is None:
-        weight = valid.astype(jnp.float32)
-        ce = jnp.where(valid, jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(
-            logits, jnp.where(valid, labels, 0)[..., None], axis=-1)[..., 0], 0.0)
+        per_token = losses.map_chunks(losses.cross_entropy(dtype), head_of(params, cfg), hidden, labels)
+        weight, ce = valid.astype(jnp.float32), per_token["nll"]
         kd = jnp.zeros_like(ce)
         loss_sum = jnp.sum(ce)
     else:
-        weight = jnp.where(valid, cat, 0.0)
-        ce, kd = pard2.token_losses(logits, teacher, labels, objective.kd_temperature)
+        fn = pard2.ce_and_kd(dtype, head_of(target_params, objective.target_cfg), objective.kd_temperature,
+                             cfg.draft_vocab)
+        per_token = losses.map_chunks(fn, head_of(params, cfg), hidden, labels, target_hidden)
+        weight, ce, kd = jnp.where(valid, cat, 0.0), per_token["nll"], per_token["kd"]
         loss_sum = jnp.sum(weight * (objective.ce_alpha * ce + objective.kd_alpha * kd))
-    hit = (jnp.argmax(logits, axis=-1) == labels) & valid
+    hit = per_token["hit"]
     onehot = jax.nn.one_hot(batch["blocks"], k, dtype=jnp.float32)  # [B, T, k]
     real = batch["segments"] > 0
     stats = {
