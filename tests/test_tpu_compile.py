@@ -9,9 +9,9 @@ import pytest
 from pard_jax import chip_fit, topology
 from pard_jax.config_io import load_config
 from pard_jax.errors import UserError
-from pard_jax.speculative import dry_run as infer_dry_run
+from pard_jax.speculative import infer_dry_run
 from pard_jax.speculative.config import InferConfig
-from pard_jax.training import dry_run as train_dry_run
+from pard_jax.training import train_dry_run
 from pard_jax.training.config import load_train_config
 from tests.processes import REPO
 
@@ -57,7 +57,7 @@ def test_a_batch_too_big_for_a_chip_does_not_fit_by_the_compilers_word(pair, cap
 
     target, draft = pair
     rc = generate.main(["--dry-run", "--topology", "v5e-4", "--no-fit", "--prompt-len", "512", "--target", target,
-                        "--draft", draft, "--mode", "pard", "-k", "4", "batch_size=1048576", "mesh.data=4"])
+                        "--draft", draft, "--mode", "pard", "-k", "4", "batch_size=65536", "mesh.data=4"])
     out = capsys.readouterr().out
     assert rc == 1
     assert "does not fit: the TPU compiler says:" in out and "HBM" in out.split("does not fit")[1]
