@@ -79,7 +79,7 @@ def test_sub_vocabulary_head_and_learned_mask_row_train_and_ship_compactly(tmp_p
     import numpy as np
 
     from pard_jax.distill.vocab import token_counts
-    from pard_jax.training import trainer
+    from pard_jax.training import initial_model, trainer
     from pard_jax.training.export import export_checkpoint
     from pard_jax.training.records import read_records, trained_ids
     from pard_jax.weights.sources import load_model
@@ -87,7 +87,7 @@ def test_sub_vocabulary_head_and_learned_mask_row_train_and_ship_compactly(tmp_p
     cfg = load_train_config(SMOKE, _overrides("model.draft_vocab=40", "model.freeze=[embed]",
                                               "model.train_embed_rows=[5]", "train.steps=3", "checkpoint.every=3",
                                               "optimizer.warmup_steps=0", "mesh.data=1", run_dir=tmp_path / "run"))
-    model = trainer.load_initial_model(cfg)
+    model = initial_model.load_initial_model(cfg)
     ids = np.asarray(model.cfg.draft_vocab)
     counts = token_counts(trained_ids(read_records([DATA]), model.tokenizer), model.cfg.vocab_size)
     assert len(ids) == 40 and model.tokenizer.eos_token_id in ids
@@ -109,4 +109,4 @@ def test_sub_vocabulary_head_and_learned_mask_row_train_and_ship_compactly(tmp_p
     more = tmp_path / "more.jsonl"
     more.write_text("".join(json.dumps({"text": "zzzz qqqq " * 40}) + "\n" for _ in range(30)))
     grown = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, paths=[DATA, str(more)]))
-    assert trainer.load_initial_model(grown).cfg.draft_vocab == model.cfg.draft_vocab
+    assert initial_model.load_initial_model(grown).cfg.draft_vocab == model.cfg.draft_vocab

@@ -25,7 +25,7 @@ from pard_jax.errors import UserError
 from pard_jax.models.config import ModelConfig
 from pard_jax.models.decoder import init_params
 from pard_jax.program_cost import ProgramMemory, RowFit, fit_table, fmt_bytes, fmt_flops
-from pard_jax.training import pipeline, trainer
+from pard_jax.training import initial_model, pipeline, trainer
 from pard_jax.training.checkpoint import abstract_like
 from pard_jax.training.config import TrainConfig
 from pard_jax.training.packing import ROW_FIELDS
@@ -57,7 +57,7 @@ class TrainDryRun:
         return self.target.platform
 
 
-def model_without_weights(cfg: TrainConfig) -> trainer.InitialModel:
+def model_without_weights(cfg: TrainConfig) -> initial_model.InitialModel:
     """The run's initial model as a shape only (no weights, no tokenizer), with the mask id set."""
     m = cfg.model
     shape = model_shape(m.spec, m.num_layers) if m.spec is not None else ModelConfig.from_hf_dict(m.hf_config)
@@ -67,10 +67,10 @@ def model_without_weights(cfg: TrainConfig) -> trainer.InitialModel:
     shape = dataclasses.replace(shape, pard_token=mask, draft_vocab=vocab)
     target = None
     if cfg.pard2.target is not None:  # PARD-2: the frozen target's shape, and the draft's target_proj
-        target = trainer.TargetModel(model_shape(cfg.pard2.target), None, cfg.pard2.target)
-        trainer.check_target_layers(cfg, target.cfg)
-        shape, _ = trainer.with_pard2(cfg, shape, None, target)
-    return trainer.InitialModel(shape, None, None, m.tokenizer or m.spec, target)
+        target = initial_model.TargetModel(model_shape(cfg.pard2.target), None, cfg.pard2.target)
+        initial_model.check_target_layers(cfg, target.cfg)
+        shape, _ = initial_model.with_pard2(cfg, shape, None, target)
+    return initial_model.InitialModel(shape, None, None, m.tokenizer or m.spec, target)
 
 
 def trace_step(s: trainer.TrainSetup, batch_size: int):

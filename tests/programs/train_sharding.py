@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from pard_jax.models.decoder import init_params
-from pard_jax.training import pipeline, trainer
+from pard_jax.training import initial_model, pipeline, trainer
 from pard_jax.training import step as train_step
 from pard_jax.training.config import load_train_config
 
@@ -24,7 +24,7 @@ cfg = load_train_config(os.path.join(REPO, "configs/train/smoke.yaml"),
                          # Adam's first step is lr * g / (|g| + eps): a larger eps keeps float noise in
                          # near-zero gradients from being amplified to a full step.
                          "optimizer.warmup_steps=0", "optimizer.eps=1e-6"])
-model = trainer.load_initial_model(cfg)
+model = initial_model.load_initial_model(cfg)
 model.host_params = jax.device_get(init_params(model.cfg, jax.random.key(3)))
 local = next(pipeline.train_batches(cfg, model.tokenizer))
 
