@@ -97,7 +97,6 @@ def test_kernels_follow_the_platform_asked_for():
         kernels = Kernels.for_platform(platform)
         assert [kernels.cache_block(c) for c in (128, 512, 1024, 1536, 4096)] == [None] * 5
         assert not kernels.few_rows(1)
-    assert Kernels.for_devices(jax.devices()).platform == "cpu"
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (2, 1), (1, 3), (2, 5), (16,), (3, 24)])

@@ -1,8 +1,8 @@
 """Which kernels a program is built with: a static choice made for the platform the program is compiled for.
 
-The choice is a value (`Kernels`), made at the edge from the devices a program will run on
-(`Kernels.for_devices`) or from the platform a dry run compiles for (`Kernels.for_platform`), and passed down
-to the model. Nothing under `pard_jax.models` asks the process which backend it has, so a CPU machine compiling
+The choice is a value (`Kernels`), made at the edge for the platform a program is compiled for
+(`Kernels.for_platform`: in `speculative.assemble.decode_loop`, from the mesh's devices, or from a dry run's
+--platform or --topology), and passed down to the model. Nothing under `pard_jax.models` asks the process which backend it has, so a CPU machine compiling
 a GPU or TPU program compiles the program that device would run. Why each platform gets what it gets:
 docs/kernels.md.
 """
@@ -44,14 +44,6 @@ class Kernels:
         if p in ("gpu", "tpu"):
             return cls(p)
         raise UserError(f"unknown platform {platform!r}; choose one of {', '.join(PLATFORMS)}")
-
-    @classmethod
-    def for_devices(cls, devices) -> "Kernels":
-        """The kernels for a program that runs on these devices (a mesh's, or `jax.devices()`)."""
-        platforms = {d.platform for d in devices}
-        if len(platforms) != 1:
-            raise UserError(f"a program runs on one platform, got devices of {sorted(platforms)}")
-        return cls.for_platform(platforms.pop())
 
     def cache_block(self, capacity: int) -> int | None:
         """The block size `attention.live_attention` reads a cache of `capacity` positions in, or None for one
