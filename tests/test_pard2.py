@@ -110,3 +110,14 @@ def test_target_dependent_sampling_has_the_targets_distribution():
 def test_target_dependent_drafting_needs_a_pard2_draft():
     with pytest.raises(Exception, match="PARD-2 draft"):
         DecodeLoop(CFG, mode="pard", k=2, draft_cfg=CFG, mask_id=MASK, target_dependent=True)
+
+
+def test_a_target_dependent_generator_switches_to_ar_and_back(models):
+    """--compare-ar's path: TD pard -> ar (no draft, no features: the plain ar program) -> pard, TD again."""
+    target, draft = models
+    td = Generator(_loop(k=3), target, draft)
+    ar = td.with_mode("ar")
+    assert ar.loop == _loop("ar") and not ar.loop.target_dependent
+    again = ar.with_mode("pard", 3)
+    assert again.loop.target_dependent and again.loop == td.loop
+    assert ar.generate(PROMPTS[:1])[0].token_ids == again.generate(PROMPTS[:1])[0].token_ids

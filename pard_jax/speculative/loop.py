@@ -83,7 +83,7 @@ class DecodeLoop:
     eos_ids: tuple[int, ...] = ()
     dtype: Any = jnp.float32
     prefill_chunk: int = PREFILL_CHUNK  # prompt tokens written per prefill step (bounds attention memory)
-    # The kernels of the platform the program is compiled for (`Kernels.for_devices` / `for_platform`).
+    # The kernels of the platform the program is compiled for (`Kernels.for_platform`, `speculative.assemble`).
     kernels: Kernels = PLAIN
     # PARD-2's target-dependent drafting: the draft reads the target's hidden states (draft_cfg.pard2).
     target_dependent: bool = False
@@ -96,19 +96,20 @@ class DecodeLoop:
         mode = Mode.parse(self.mode)
         object.__setattr__(self, "mode", mode)
         # What a mode does not use is dropped, so that loops running the same program are equal (one jit key):
-        # ar has no draft and k = 0; only PARD has a mask id.
+        # ar has no draft and k = 0; only PARD has a mask id and target-dependent drafting.
         if not mode.uses_draft:
             object.__setattr__(self, "k", 0)
             object.__setattr__(self, "draft_cfg", None)
         if mode is not Mode.PARD:
             object.__setattr__(self, "mask_id", None)
+            object.__setattr__(self, "target_dependent", False)
         if mode.uses_draft and self.draft_cfg is None:
             raise UserError(f"mode {mode.value!r} needs the draft's config (draft_cfg); use mode ar without a draft")
         if mode is Mode.PARD and self.mask_id is None:
             raise UserError("a PARD loop needs mask_id, the id the draft was trained with (its pard_token); "
                             "build it with speculative.assemble.decode_loop")
-        if self.target_dependent and (mode is not Mode.PARD or self.draft_cfg.pard2 is None):
-            raise UserError("target-dependent drafting needs --mode pard and a PARD-2 draft (one with target_proj)")
+        if self.target_dependent and self.draft_cfg.pard2 is None:
+            raise UserError("target-dependent drafting needs a PARD-2 draft (one with target_proj)")
 
     @property
     def feature_layers(self) -> tuple[int, ...]:
