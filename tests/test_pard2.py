@@ -56,7 +56,8 @@ def test_the_loop_keeps_each_rows_features_of_the_draft_window(models):
     prompts = np.zeros((2, 32), np.int32)
     prompts[0, :5], prompts[1, :2] = [5, 9, 2, 33, 17], [1, 7]
     lengths = jnp.array([5, 2], jnp.int32)
-    tp, dp = Generator(loop, target, draft).target_params, Generator(loop, target, draft).draft_params
+    placed = Generator(loop, target, draft)  # params in the decoding layout, placed once
+    tp, dp = placed.target_params, placed.draft_params
     state = start_jit(loop, tp, dp, jnp.asarray(prompts), lengths, jnp.zeros(2, bool),
                       jax.random.key(0, impl=PRNG_IMPL))
     for _ in range(5):
