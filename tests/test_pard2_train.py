@@ -8,6 +8,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from pard_jax.errors import UserError
@@ -88,3 +89,33 @@ def test_rows_hold_at_most_base_length_real_tokens():
     assert all(int(np.sum((r["blocks"] == 0) & (r["segments"] > 0))) <= 20 for r in rows) and len(rows) >= 2
     with pytest.raises(UserError, match="pard2.base_length=12"):
         packing.pack(examples, 128, base_length=12)
+
+
+def test_proj_update_scale_evens_out_feature_scales():
+    rms = np.array([1.0, 2.0, 4.0, 0.0])  # a dead feature: floored at 1e-3 x the median, not divided by zero
+    scale = pard2.proj_update_scale(jnp.asarray(rms ** 2 * 5), jnp.asarray(5.0))
+    np.testing.assert_allclose(np.asarray(scale), [1.5, 0.75, 0.375, 1000.0], rtol=1e-6)
+
+
+def test_preconditioning_scales_only_target_projs_update_rows():
+    target_params, draft_params = tiny_params(TARGET, 0, scale=3.0), tiny_params(DRAFT, 1, scale=3.0)
+    rows = packing.pack([ex for _, ex in _examples()], 128, base_length=40)
+    batch = {k: jnp.asarray(v)[None, None] for k, v in rows[0].items()}  # [A=1, B=1, T]
+    sgd = optax.sgd(1.0)  # the update is the gradient itself, so the factors show exactly
+
+    def delta(precondition):
+        obj = pard2.Objective(TARGET, base_length=40, precondition=precondition)
+        new, _, _ = train_step.train_step(draft_params, sgd.init(draft_params), batch, target_params, cfg=DRAFT,
+                                          optimizer=sgd, k=K, objective=obj)
+        return jax.tree.map(lambda a, b: np.asarray(a - b), new, draft_params)
+
+    plain, scaled = delta(False), delta(True)
+    features, _, _ = pard2.target_signals(target_params, pard2.Objective(TARGET, 40), jax.tree.map(lambda x: x[0], batch),
+                                          LAYERS, dtype=jnp.float32, query_block=None, teacher=False)
+    sums = pard2.feature_sums(features)
+    want = np.asarray(pard2.proj_update_scale(sums["feature_sq"], sums["featured"]))
+    assert want.max() / want.min() > 1.5  # the tiny target's features differ in scale, so the test can fail
+    np.testing.assert_allclose(scaled["target_proj"]["kernel"], plain["target_proj"]["kernel"] * want[:, None],
+                               rtol=1e-5, atol=1e-6)  # deltas of O(1) weights: float32 spacing
+    rest = lambda t: {k: v for k, v in t.items() if k != "target_proj"}  # noqa: E731
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), rest(scaled), rest(plain))

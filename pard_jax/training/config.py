@@ -58,6 +58,10 @@ class Pard2Section:
     feature_dropout: float = 0.2  # the fraction of sequences trained without features (target_feat_mask)
     cat: bool = True  # weight each token by CAT, the target's probability of reaching it (prev_prob_loss)
     base_length: int | None = None  # real tokens per packed row the target runs on; default row_length // 2
+    # Scale target_proj's updates per input feature by (median feature RMS / its RMS) in the batch: Adam then moves
+    # every feature's contribution at the same pace whatever its scale (SmolLM2's middle layers each have one
+    # dimension ~3000x the typical one). A reparametrisation of the optimizer only: the weights keep their format.
+    precondition: bool = False
 
 
 @dataclasses.dataclass

@@ -35,6 +35,7 @@ class Objective:
     kd_alpha: float = 1.0
     kd_temperature: float = 1.0
     cat: bool = True  # weight each token by CAT (else 1)
+    precondition: bool = False  # scale target_proj's updates per feature (`proj_update_scale`)
 
 
 def base_view(batch: dict[str, jax.Array], base_length: int):
@@ -100,3 +101,21 @@ def ce_and_kd(dtype, target_head: jax.Array, temperature: float, vocab: tuple[in
         kd = jnp.sum(jnp.exp(teacher) * (teacher - student), axis=-1) * temperature ** 2
         return dict(losses.token_cross_entropy(logits, labels), kd=jnp.where(labels >= 0, kd, 0.0))
     return fn
+
+
+def feature_sums(features: jax.Array) -> dict[str, jax.Array]:
+    """Sums for `proj_update_scale` over a batch's row tokens [B, T, F]: squares per feature, and the tokens
+    that have features (the ones target_proj's gradient comes from)."""
+    has = jnp.any(features != 0, axis=-1)
+    return {"feature_sq": jnp.sum(jnp.square(features.astype(jnp.float32)), axis=(0, 1)),
+            "featured": jnp.sum(has.astype(jnp.float32))}
+
+
+def proj_update_scale(feature_sq: jax.Array, featured: jax.Array) -> jax.Array:
+    """[F] factors for target_proj's update rows: median RMS / each feature's RMS (floored at 1e-3 x the median).
+    Adam steps each weight by about the learning rate, so a feature's contribution moves in proportion to its
+    scale; these factors make that pace the same for every feature, as training on features divided by their
+    RMS would, while the weights stay those of the raw features the checkpoint format expects."""
+    rms = jnp.sqrt(feature_sq / jnp.maximum(featured, 1.0))
+    median = jnp.median(rms)
+    return jnp.where(median > 0, median / jnp.maximum(rms, 1e-3 * median), 1.0)

@@ -88,6 +88,8 @@ def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], k: int, *, 
         "positions": jnp.sum((real & (batch["blocks"] == 0)).astype(jnp.float32)),
         "kept": jnp.sum(real.astype(jnp.float32)),
     }
+    if objective is not None and objective.precondition:
+        stats.update(pard2.feature_sums(features))
     return loss_sum, stats
 
 
@@ -184,6 +186,9 @@ def grads_and_stats(params, cfg: ModelConfig, batch, k: int, *, dtype, remat: bo
 
     zeros_stats = {"weight": 0.0, "tokens": 0.0, "ce": 0.0, "kd": 0.0, "positions": 0.0, "kept": 0.0,
                    "correct_by_block": jnp.zeros(k), "count_by_block": jnp.zeros(k)}
+    if objective is not None and objective.precondition:
+        zeros_stats.update(feature_sq=jnp.zeros(objective.target_cfg.hidden_size * len(cfg.pard2.target_layers)),
+                           featured=0.0)
     zeros_stats = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), zeros_stats)
     init = (jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32), zeros_stats)
     (grads, loss_sum, stats), _ = jax.lax.scan(micro, init, batch)
@@ -204,6 +209,10 @@ def train_step(params, opt_state, batch, target_params=None, *, cfg: ModelConfig
                                              objective=objective)
     grads = jax.tree.map(lambda g: g / jnp.maximum(stats["weight"], 1e-6), grads)
     updates, opt_state = optimizer.update(grads, opt_state, params)
+    if objective is not None and objective.precondition:  # the STACKED layout: kernel [features, embed]
+        scale = pard2.proj_update_scale(stats["feature_sq"], stats["featured"])
+        proj = dict(updates["target_proj"], kernel=updates["target_proj"]["kernel"] * scale[:, None])
+        updates = dict(updates, target_proj=proj)
     params = optax.apply_updates(params, updates)
     metrics = metrics_from_sums(loss_sum, stats)
     metrics["grad_norm"] = optax.tree.norm(grads)
