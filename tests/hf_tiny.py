@@ -87,6 +87,35 @@ def sample_tokens(vocab: int, batch: int = 2, length: int = 12, seed: int = 0) -
     return np.random.default_rng(seed).integers(0, vocab, size=(batch, length), dtype=np.int64)
 
 
+PARD2_SHAPE = dict(hidden_size=48, intermediate_size=96, num_attention_heads=6, num_key_value_heads=3,
+                   vocab_size=132)
+PARD2_MASK_ID = 130
+PARD2_LAYERS = [-1, 1]
+
+
+def make_pard2_pair(root) -> dict:
+    """A tiny target (with a tokenizer) and an official-format PARD-2 draft for it, what AMD-AGI/PARD's pard2
+    conversion writes (config.json spd_type pard2, warp_model.bin by torch.save), under `root`: the two
+    directories, the draft's torch model and its warp tensors."""
+    import json
+
+    torch.set_num_threads(1)
+    target, draft = os.path.join(root, "target"), os.path.join(root, "draft")
+    make_tiny("llama", target, seed=1, num_hidden_layers=2, **PARD2_SHAPE)
+    make_tiny_tokenizer(120).save_pretrained(target)
+    model = make_tiny("llama", draft, seed=2, num_hidden_layers=1, **PARD2_SHAPE)
+    with open(os.path.join(draft, "config.json")) as f:
+        cfg = json.load(f)
+    cfg.update(pard_token=PARD2_MASK_ID, spd_type="pard2", pard2=True, pard2_target_layers=PARD2_LAYERS,
+               pard2_target_dim=2 * PARD2_SHAPE["hidden_size"], pard2_scale=0.5, pard2_proj_bias=True)
+    with open(os.path.join(draft, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    g = torch.Generator().manual_seed(3)
+    warp = {"target_proj.weight": torch.randn(48, 96, generator=g) / 4, "target_proj.bias": torch.randn(48, generator=g)}
+    torch.save(warp, os.path.join(draft, "warp_model.bin"))
+    return dict(target=target, draft=draft, model=model, warp={k: v.numpy() for k, v in warp.items()}, root=root)
+
+
 def make_tiny_tokenizer(vocab: int = TINY["vocab_size"]):
     """A word-level tokenizer over `vocab` ids with a chat template (for export round trips)."""
     from tokenizers import Tokenizer, models, pre_tokenizers

@@ -54,6 +54,28 @@ def test_bench_writes_results_table_and_plot(tmp_path, capsys):
     assert table.count("\n| alpha |") == 7 and "speedup vs ar" in table
 
 
+def test_bench_gives_a_pard2_draft_td_and_ti_rows(tmp_path, capsys):
+    """--pard2 td,ti: each k has a target-dependent and a target-independent PARD row, both identical to ar, the
+    labels in the table; --pard2 td with a plain PARD draft is refused in one sentence."""
+    pair = hf_tiny.make_pard2_pair(tmp_path)
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"data": w}) + "\n" for w in ["w5 w6 w7", "w9 w4 w11"]))
+    common = ["--prompts-file", str(prompts), "--modes", "ar,pard", "-k", "2", "--max-new-tokens", "8",
+              "--target", pair["target"], "--out", str(tmp_path / "out")]
+    assert bench.main([*common, "--draft", pair["draft"], "--pard2", "td,ti"]) == 0, capsys.readouterr().err
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    assert sorted((r["mode"], r["pard2"]) for r in rows) == [("ar", None), ("pard", "td"), ("pard", "ti")]
+    assert all(r["identical_to_ar"] == 1.0 for r in rows)
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "| p | pard td | 2 |" in table and "| p | pard ti | 2 |" in table
+    capsys.readouterr()
+    plain = tmp_path / "plain"
+    hf_tiny.make_tiny("llama", str(plain), seed=2, num_hidden_layers=1, **hf_tiny.PARD2_SHAPE)
+    assert bench.main([*common, "--draft", str(plain), "--mask-token-id", "130", "--pard2", "td"]) == 2
+    err = capsys.readouterr().err
+    assert "--pard2 td needs" in err and "Traceback" not in err
+
+
 def test_bench_calls_on_random_weights_of_a_local_shape(tmp_path):
     """bench_calls with --random-weights reads only a config.json: every cost, its roofline fraction against the
     given peak, and the predicted PARD speedups (for accepted lengths up to k + 1) are written to --out."""

@@ -23,30 +23,12 @@ from pard_jax.weights.sources import load_model
 from pard_jax.weights.torch_file import read_tensors, write_tensors
 from tests import hf_tiny
 
-SHAPE = dict(hidden_size=48, intermediate_size=96, num_attention_heads=6, num_key_value_heads=3, vocab_size=132)
-MASK_ID = 130
-LAYERS = [-1, 1]
+SHAPE, MASK_ID, LAYERS = hf_tiny.PARD2_SHAPE, hf_tiny.PARD2_MASK_ID, hf_tiny.PARD2_LAYERS
 
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    """A tiny target and an official-format PARD-2 draft for it (what AMD-AGI/PARD's pard2 conversion writes)."""
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("pard2")
-    target, draft = str(root / "target"), str(root / "draft")
-    hf_tiny.make_tiny("llama", target, seed=1, num_hidden_layers=2, **SHAPE)
-    hf_tiny.make_tiny_tokenizer(120).save_pretrained(target)
-    model = hf_tiny.make_tiny("llama", draft, seed=2, num_hidden_layers=1, **SHAPE)
-    with open(os.path.join(draft, "config.json")) as f:
-        cfg = json.load(f)
-    cfg.update(pard_token=MASK_ID, spd_type="pard2", pard2=True, pard2_target_layers=LAYERS,
-               pard2_target_dim=2 * SHAPE["hidden_size"], pard2_scale=0.5, pard2_proj_bias=True)
-    with open(os.path.join(draft, "config.json"), "w") as f:
-        json.dump(cfg, f)
-    g = torch.Generator().manual_seed(3)
-    warp = {"target_proj.weight": torch.randn(48, 96, generator=g) / 4, "target_proj.bias": torch.randn(48, generator=g)}
-    torch.save(warp, os.path.join(draft, "warp_model.bin"))
-    return dict(target=target, draft=draft, model=model, warp={k: v.numpy() for k, v in warp.items()}, root=root)
+    return hf_tiny.make_pard2_pair(tmp_path_factory.mktemp("pard2"))
 
 
 def test_the_draft_reads_features_as_the_official_wrapper_does(pair):

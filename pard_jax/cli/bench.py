@@ -2,12 +2,13 @@
 
 python infer/bench.py --prompts-file F [--prompts-file G ...] --modes ar,sd,pard -k 4,8,12 --max-new-tokens N
     [--hf-baseline] [--hf-assisted] --out DIR [--config CONFIG] [--target SPEC] [--draft SPEC]
-    [--draft-layers N] [--mask-token-id N] [--limit N]
+    [--draft-layers N] [--mask-token-id N] [--pard2 td,ti] [--limit N]
 
 Writes DIR/results.json (rows per prompt set, mode and k), DIR/results.md and DIR/speedup.png. Timings are
 medians over prompts of per-prompt tokens/s (batch size 1, greedy unless configured otherwise, prefill
 included), compile time excluded and reported apart. Every decoder is compiled and warmed up first, then
 each prompt runs through all of them in turn. Speedups compare against the `ar` row of the same prompt set.
+With a PARD-2 draft, `--pard2 td,ti` gives PARD rows for both of its modes (target-dependent and -independent).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pard_jax.cli import run_cli
 from pard_jax.config_io import load_config, overrides_from_args
 from pard_jax.console import log
 from pard_jax.errors import UserError
+from pard_jax.speculative.assemble import target_dependent
 from pard_jax.speculative.config import DEFAULT_CONFIG, InferConfig
 from pard_jax.speculative.generator import Result
 from pard_jax.speculative.loop import Mode
@@ -52,6 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--draft")
     p.add_argument("--draft-layers", type=int)
     p.add_argument("--mask-token-id", type=int)
+    p.add_argument("--pard2", dest="pard2_rows", help="a PARD-2 draft's PARD rows: td, ti or td,ti (default: the config's pard2)")
     p.add_argument("--limit", type=int, help="use only the first N prompts of each set")
     p.add_argument("--no-chat-template", action="store_true")
     return p.parse_args(argv)
@@ -71,6 +74,11 @@ class Row:
     compile_seconds: float = 0.0
     prefill_tokens_per_second: float | None = None  # medians per prompt; None for transformers rows
     decode_tokens_per_second: float | None = None
+    pard2: str | None = None  # a PARD-2 draft's PARD rows: "td" (target-dependent) or "ti"
+
+    @property
+    def label(self) -> str:
+        return f"{self.mode} {self.pard2}" if self.pard2 else self.mode
 
 
 @dataclasses.dataclass
@@ -82,19 +90,24 @@ class Runner:
     run: object
     compile_seconds: float = 0.0
     results: list = dataclasses.field(default_factory=list)
+    pard2: str | None = None
 
 
-def engine_runners(pipeline, modes, ks, max_new, prompt_ids):
-    """Our decoders, compiled and warmed up on the first prompt (outside the timed runs)."""
+def engine_runners(pipeline, modes, ks, max_new, prompt_ids, pard2=(None,)):
+    """Our decoders, compiled and warmed up on the first prompt (outside the timed runs). `pard2`: the PARD
+    rows' drafting, each of "td" / "ti" (a PARD-2 draft), or (None,): the pipeline's own."""
     gen0 = pipeline.generator
     runners = []
     for mode in modes:
         for k in (ks if mode.uses_draft else [0]):
             if mode.uses_draft and gen0.draft_params is None:
                 continue
-            gen = gen0.with_mode(mode, k, max_new_tokens=max_new)
-            gen.generate(prompt_ids[:1])
-            runners.append(Runner(mode, k, lambda ids, gen=gen: gen.generate([ids])[0], gen.compile_seconds))
+            for p2 in (pard2 if mode is Mode.PARD else (None,)):
+                changes = {} if p2 is None else {"target_dependent": p2 == "td"}
+                gen = gen0.with_mode(mode, k, max_new_tokens=max_new, **changes)
+                gen.generate(prompt_ids[:1])
+                runners.append(Runner(mode.value, k, lambda ids, gen=gen: gen.generate([ids])[0],
+                                      gen.compile_seconds, pard2=p2))
     return runners
 
 
@@ -157,8 +170,8 @@ def measure(name, runners, prompt_ids) -> list[Row]:
             prefill = statistics.median(x.prefill_tokens_per_second for x in r.results)
             decode = statistics.median(x.decode_tokens_per_second for x in r.results)
         rows.append(Row(name, r.mode, r.k, mean, accepted, tps, None, len(r.results), same, r.compile_seconds,
-                        prefill, decode))
-        log(f"  {name:>12} {r.mode:>11} k={r.k:<2} {tps:7.1f} tok/s"
+                        prefill, decode, r.pard2))
+        log(f"  {name:>12} {rows[-1].label:>11} k={r.k:<2} {tps:7.1f} tok/s"
             + ("" if mean is None else f"  mean accepted {mean:.2f}")
             + ("" if same is None else f"  identical to ar: {same:.0%}"))
     return rows
@@ -181,7 +194,7 @@ def write_markdown(rows, path, meta):
         mean = "" if r.mean_accepted is None else f"{r.mean_accepted:.2f}"
         split = " | ".join("" if v is None else f"{v:.1f}"
                            for v in (r.prefill_tokens_per_second, r.decode_tokens_per_second))
-        lines.append(f"| {r.prompt_set} | {r.mode} | {r.k or ''} | {r.tokens_per_second:.1f} | "
+        lines.append(f"| {r.prompt_set} | {r.label} | {r.k or ''} | {r.tokens_per_second:.1f} | "
                      f"{'' if r.speedup_vs_ar is None else f'{r.speedup_vs_ar:.2f}x'} | {mean} | {same} | {acc} | "
                      f"{split} |")
     with open(path, "w") as f:
@@ -198,19 +211,20 @@ def plot(rows, path):
     sets = sorted({r.prompt_set for r in rows})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for s in sets:
-        for mode, style in (("pard", "-o"), ("sd", "--s")):
-            pts = sorted((r.k, r.speedup_vs_ar) for r in rows
-                         if r.prompt_set == s and r.mode == mode and r.speedup_vs_ar is not None)
+        here = [r for r in rows if r.prompt_set == s]
+        drafted = sorted({r.label for r in here if r.mode in ("pard", "sd")})
+        for label in drafted:
+            pts = sorted((r.k, r.speedup_vs_ar) for r in here if r.label == label and r.speedup_vs_ar is not None)
             if pts:
-                axes[0].plot(*zip(*pts), style, label=f"{mode} ({s})")
-        hf = next((r for r in rows if r.prompt_set == s and r.mode == "hf_greedy" and r.speedup_vs_ar), None)
+                axes[0].plot(*zip(*pts), "-o" if label.startswith("pard") else "--s", label=f"{label} ({s})")
+        hf = next((r for r in here if r.mode == "hf_greedy" and r.speedup_vs_ar), None)
         if hf is not None:
             axes[0].axhline(hf.speedup_vs_ar, ls=":", color=axes[0].lines[-1].get_color() if axes[0].lines else None,
                             lw=1, label=f"hf_greedy ({s})")
-        widest = max((r for r in rows if r.prompt_set == s and r.mode == "pard"), default=None, key=lambda r: r.k)
-        if widest is not None:  # the largest k shows the most positions
+        for label in (x for x in drafted if x.startswith("pard")):  # the largest k shows the most positions
+            widest = max((r for r in here if r.label == label), key=lambda r: r.k)
             axes[1].plot(range(1, widest.k + 1), widest.accept_rate_by_position, "-o",
-                         label=f"pard k={widest.k} ({s})")
+                         label=f"{label} k={widest.k} ({s})")
     axes[0].axhline(1.0, color="gray", lw=0.8)
     axes[0].set(xlabel="k (draft tokens per iteration)", ylabel="speedup vs ar (tokens/s)",
                 title="Speedup over plain decoding")
@@ -238,17 +252,23 @@ def bench(args) -> int:
     cfg = load_config(InferConfig, args.config, overrides_from_args(args, InferConfig))
     mode = Mode.PARD if Mode.PARD in modes else (Mode.SD if any(m.uses_draft for m in modes) else Mode.AR)
     cfg = dataclasses.replace(cfg, mode=mode, k=max(ks), batch_size=1)
+    pard2 = [x.strip() for x in args.pard2_rows.split(",") if x.strip()] if args.pard2_rows else [None]
+    if any(x not in ("td", "ti", None) for x in pard2) or len(set(pard2)) < len(pard2):
+        raise UserError(f"--pard2 takes td, ti or td,ti, got {args.pard2_rows!r}")
     sets = {}
     for path in args.prompts_file:
         name = os.path.splitext(os.path.basename(path))[0]
         sets[name] = read_prompts(path)[:args.limit]
     pipeline = build(cfg)
+    if "td" in pard2:  # the checks a --pard2 td run makes, before any prompt runs
+        loop = pipeline.generator.loop
+        target_dependent(dataclasses.replace(cfg, mode=Mode.PARD, pard2="td"), loop.target_cfg, loop.draft_cfg)
     os.makedirs(args.out, exist_ok=True)
     rows: list[Row] = []
     for name, prompts in sets.items():
         ids = [encode_prompt(pipeline.tokenizer, p, cfg.chat_template) for p in prompts]
         log(f"prompt set {name}: {len(ids)} prompts")
-        runners = engine_runners(pipeline, modes, ks, args.max_new_tokens, ids)
+        runners = engine_runners(pipeline, modes, ks, args.max_new_tokens, ids, pard2)
         if args.hf_baseline or args.hf_assisted:
             runners += hf_runners(pipeline, args.max_new_tokens, 8 if 8 in ks else max(ks), ids,
                                   greedy=args.hf_baseline, assisted=args.hf_assisted)

@@ -193,14 +193,16 @@ class Generator:
     def with_mode(self, mode: Mode | str, k: int = 0, **loop_changes) -> "Generator":
         """A generator for another decoding mode (and k) over the same models, batching and streaming. Its ar
         loop equals the one a plain ar run builds (the same programs); a draft mode takes the draft's config, mask
-        id and target-dependence from `draft_loop`, so pard -> ar -> pard works."""
+        id and target-dependence from `draft_loop`, so pard -> ar -> pard works. `loop_changes` override any
+        loop field (e.g. target_dependent=False: a PARD-2 draft run target-independently)."""
         mode = Mode.parse(mode)
         if mode.uses_draft and (self.draft_params is None or self.draft_loop is None):
             raise UserError(f"mode {mode.value!r} needs a draft model, and this generator was built without one "
                             "(give it the draft's params and a loop with the draft)")
         source = self.draft_loop or self.loop
-        loop = dataclasses.replace(self.loop, mode=mode, k=k, draft_cfg=source.draft_cfg, mask_id=source.mask_id,
-                                   target_dependent=source.target_dependent, **loop_changes)
+        changes = dict(mode=mode, k=k, draft_cfg=source.draft_cfg, mask_id=source.mask_id,
+                       target_dependent=source.target_dependent)
+        loop = dataclasses.replace(self.loop, **{**changes, **loop_changes})
         return Generator(loop, self.target_params, self.draft_params, batch_size=self.batch_size,
                          max_cache_len=self.max_cache_len, cache_memory_gb=self.cache_memory_gb,
                          chunk_iterations=self.chunk_iterations, mesh=self.mesh, draft_loop=self.draft_loop)
