@@ -78,6 +78,11 @@ def test_packed_pard2_rows_equal_the_per_example_computation():
     want = [_reference(draft_params, target_params, ids, ex, obj) for ids, ex in examples]
     np.testing.assert_allclose(float(loss_sum), sum(w[0] for w in want), rtol=2e-4)
     np.testing.assert_allclose(float(stats["weight"]), sum(w[1] for w in want), rtol=2e-5)
+    # the hit counts apart for the sequences that keep their features (the first and third)
+    featured = sum(int(np.sum(ex["labels"] >= 0)) for _, ex in examples if ex["features"][0])
+    assert float(jnp.sum(stats["count_by_block_td"])) == featured < float(jnp.sum(stats["count_by_block"]))
+    m = train_step.metrics_from_sums(loss_sum, stats)
+    assert m["accuracy_by_block_td"].shape == m["accuracy_by_block_ti"].shape == (K,)
     # the features matter: dropping them for every example changes the loss (so the test can fail)
     off = dict(batch, features=jnp.zeros_like(batch["features"]))
     assert abs(float(train_step.loss_sums(draft_params, DRAFT, off, K, target_params=target_params,

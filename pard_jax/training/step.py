@@ -50,8 +50,9 @@ def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], k: int, *, 
     Returns (loss_sum, stats) with stats: weight (what the loss is a mean over: labelled tokens, or their CAT
     weights), tokens (labelled tokens), ce / kd (weighted sums of each term), correct_by_block /
     count_by_block [k] (argmax hits and labelled tokens per block; block j's ratio is the draft's hit rate at
-    position j+1), positions (real sequence tokens: block 0, not padding), kept (all non-padding tokens).
-    Sums, not means, so that micro-batches and devices add up exactly.
+    position j+1), positions (real sequence tokens: block 0, not padding), kept (all non-padding tokens); PARD-2
+    adds correct_by_block_td / count_by_block_td (the sequences that kept their features) and, to precondition
+    target_proj, feature_sq / featured. Sums, not means, so that micro-batches and devices add up exactly.
     """
     mask = masks.pard_attention_mask(batch["segments"], batch["blocks"], batch["anchors"], batch["positions"])
     features = target_hidden = None
@@ -88,8 +89,12 @@ def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], k: int, *, 
         "positions": jnp.sum((real & (batch["blocks"] == 0)).astype(jnp.float32)),
         "kept": jnp.sum(real.astype(jnp.float32)),
     }
-    if objective is not None and objective.precondition:
-        stats.update(pard2.feature_sums(features))
+    if objective is not None:  # the same counts over the sequences that kept their features (TD)
+        featured = (batch["features"] > 0) & real if "features" in batch else real
+        stats["correct_by_block_td"] = jnp.einsum("btk,bt->k", onehot, (hit & featured).astype(jnp.float32))
+        stats["count_by_block_td"] = jnp.einsum("btk,bt->k", onehot, (valid & featured).astype(jnp.float32))
+        if objective.precondition:
+            stats.update(pard2.feature_sums(features))
     return loss_sum, stats
 
 
@@ -97,11 +102,17 @@ def metrics_from_sums(loss_sum, stats) -> dict[str, jax.Array]:
     """Sums -> metrics: loss (the weighted mean), ce and kd (weighted means of each term), accuracy_by_block
     [k], and the counts."""
     weight = jnp.maximum(stats["weight"], 1e-6)
-    return {
+    ratio = lambda hits, count: hits / jnp.maximum(count, 1.0)  # noqa: E731
+    out = {
         "loss": loss_sum / weight, "ce": stats["ce"] / weight, "kd": stats["kd"] / weight,
-        "accuracy_by_block": stats["correct_by_block"] / jnp.maximum(stats["count_by_block"], 1.0),
+        "accuracy_by_block": ratio(stats["correct_by_block"], stats["count_by_block"]),
         "tokens": stats["tokens"], "positions": stats["positions"], "kept": stats["kept"],
     }
+    if "correct_by_block_td" in stats:  # PARD-2: the sequences with features (TD) and those without (TI) apart
+        out["accuracy_by_block_td"] = ratio(stats["correct_by_block_td"], stats["count_by_block_td"])
+        out["accuracy_by_block_ti"] = ratio(stats["correct_by_block"] - stats["correct_by_block_td"],
+                                            stats["count_by_block"] - stats["count_by_block_td"])
+    return out
 
 
 # ------------------------------------------------------------------------------------------- optimizer
@@ -184,12 +195,8 @@ def grads_and_stats(params, cfg: ModelConfig, batch, k: int, *, dtype, remat: bo
         (loss, stats), g = grad_fn(params, batch=mb)
         return (jax.tree.map(jnp.add, g_acc, g), loss_acc + loss, jax.tree.map(jnp.add, s_acc, stats)), None
 
-    zeros_stats = {"weight": 0.0, "tokens": 0.0, "ce": 0.0, "kd": 0.0, "positions": 0.0, "kept": 0.0,
-                   "correct_by_block": jnp.zeros(k), "count_by_block": jnp.zeros(k)}
-    if objective is not None and objective.precondition:
-        zeros_stats.update(feature_sq=jnp.zeros(objective.target_cfg.hidden_size * len(cfg.pard2.target_layers)),
-                           featured=0.0)
-    zeros_stats = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), zeros_stats)
+    shapes = jax.eval_shape(lambda p, mb: loss(p, mb)[1], params, jax.tree.map(lambda x: x[0], batch))
+    zeros_stats = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     init = (jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32), zeros_stats)
     (grads, loss_sum, stats), _ = jax.lax.scan(micro, init, batch)
     return grads, loss_sum, stats

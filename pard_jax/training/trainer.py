@@ -190,6 +190,8 @@ def _log_record(step: int, pending: list, since: float, lr: float) -> dict:
         "ce": float(np.mean([m["ce"] for m in got])),
         "kd": float(np.mean([m["kd"] for m in got])),
         "accuracy_by_block": np.mean([m["accuracy_by_block"] for m in got], axis=0).round(6).tolist(),
+        **{f"accuracy_by_block_{p}": np.mean([m[f"accuracy_by_block_{p}"] for m in got], axis=0).round(4).tolist()
+           for p in ("td", "ti") if f"accuracy_by_block_{p}" in got[0]},  # PARD-2: with and without features
         "tokens_per_second": positions / seconds,  # real sequence positions (block 0, no padding)
         "packed_tokens_per_second": sum(m["kept"] for m in got) / seconds,  # all kept tokens, mask blocks too
         "lr": lr,
