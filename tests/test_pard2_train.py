@@ -103,14 +103,14 @@ def test_proj_update_scale_evens_out_feature_scales():
     np.testing.assert_allclose(np.asarray(scale), [1.5, 0.75, 0.375, 1000.0], rtol=1e-6)
 
 
-def test_preconditioning_scales_only_target_projs_update_rows():
+def test_preconditioning_and_proj_lr_scale_only_target_projs_updates():
     target_params, draft_params = tiny_params(TARGET, 0, scale=3.0), tiny_params(DRAFT, 1, scale=3.0)
     rows = packing.pack([ex for _, ex in _examples()], 128, base_length=40)
     batch = {k: jnp.asarray(v)[None, None] for k, v in rows[0].items()}  # [A=1, B=1, T]
     sgd = optax.sgd(1.0)  # the update is the gradient itself, so the factors show exactly
 
-    def delta(precondition):
-        obj = pard2.Objective(TARGET, base_length=40, precondition=precondition)
+    def delta(precondition, multiplier=1.0):
+        obj = pard2.Objective(TARGET, base_length=40, precondition=precondition, proj_lr_multiplier=multiplier)
         new, _, _ = train_step.train_step(draft_params, sgd.init(draft_params), batch, target_params, cfg=DRAFT,
                                           optimizer=sgd, k=K, objective=obj)
         return jax.tree.map(lambda a, b: np.asarray(a - b), new, draft_params)
@@ -124,8 +124,12 @@ def test_preconditioning_scales_only_target_projs_update_rows():
     assert want.max() / want.min() > 1.5  # the tiny target's features differ in scale, so the test can fail
     np.testing.assert_allclose(scaled["target_proj"]["kernel"], plain["target_proj"]["kernel"] * want[:, None],
                                rtol=1e-5, atol=1e-6)  # deltas of O(1) weights: float32 spacing
+    faster = delta(True, multiplier=7.0)  # target_proj's own learning rate
+    np.testing.assert_allclose(faster["target_proj"]["kernel"], scaled["target_proj"]["kernel"] * 7.0, rtol=1e-5,
+                               atol=1e-5)
     rest = lambda t: {k: v for k, v in t.items() if k != "target_proj"}  # noqa: E731
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), rest(scaled), rest(plain))
+    for other in (scaled, faster):
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), rest(other), rest(plain))
 
 
 def _second_order_rows(with_features: bool):

@@ -62,6 +62,9 @@ class Pard2Section:
     # every feature's contribution at the same pace whatever its scale (SmolLM2's middle layers each have one
     # dimension ~3000x the typical one). A reparametrisation of the optimizer only: the weights keep their format.
     precondition: bool = False
+    # target_proj's learning rate as a multiple of optimizer.learning_rate: the projection starts at zero while a
+    # warm-started draft's other weights need small steps (AdamW: the update and its weight decay both scale).
+    proj_lr_multiplier: float = 1.0
 
 
 @dataclasses.dataclass
@@ -154,6 +157,8 @@ def validate_static(cfg: TrainConfig) -> None:
             raise UserError("pard2.target_layers must name at least one target hidden state, e.g. [-1, -8, -16, -24]")
         if not 0.0 <= p2.feature_dropout < 1.0:
             raise UserError(f"pard2.feature_dropout must lie in [0, 1), got {p2.feature_dropout}")
+        if not p2.proj_lr_multiplier > 0:
+            raise UserError(f"pard2.proj_lr_multiplier must be positive, got {p2.proj_lr_multiplier}")
         if p2.kd_temperature <= 0 or p2.ce_alpha < 0 or p2.kd_alpha < 0 or p2.ce_alpha + p2.kd_alpha == 0:
             raise UserError("pard2.kd_temperature must be positive and ce_alpha, kd_alpha non-negative, not both 0")
         if p2.base_length is not None and not 1 <= p2.base_length <= cfg.data.row_length:

@@ -36,6 +36,7 @@ class Objective:
     kd_temperature: float = 1.0
     cat: bool = True  # weight each token by CAT (else 1)
     precondition: bool = False  # scale target_proj's updates per feature (`proj_update_scale`)
+    proj_lr_multiplier: float = 1.0  # target_proj's learning rate as a multiple of the draft's
 
 
 def base_view(batch: dict[str, jax.Array], base_length: int):

@@ -216,14 +216,22 @@ def train_step(params, opt_state, batch, target_params=None, *, cfg: ModelConfig
                                              objective=objective)
     grads = jax.tree.map(lambda g: g / jnp.maximum(stats["weight"], 1e-6), grads)
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    if objective is not None and objective.precondition:  # the STACKED layout: kernel [features, embed]
-        scale = pard2.proj_update_scale(stats["feature_sq"], stats["featured"])
-        proj = dict(updates["target_proj"], kernel=updates["target_proj"]["kernel"] * scale[:, None])
-        updates = dict(updates, target_proj=proj)
+    if objective is not None:
+        updates = dict(updates, target_proj=_proj_updates(updates["target_proj"], objective, stats))
     params = optax.apply_updates(params, updates)
     metrics = metrics_from_sums(loss_sum, stats)
     metrics["grad_norm"] = optax.tree.norm(grads)
     return params, opt_state, metrics
+
+
+def _proj_updates(proj: dict, objective: pard2.Objective, stats) -> dict:
+    """target_proj's updates at its own learning rate (`proj_lr_multiplier`) and, with `precondition`, each input
+    feature's row (the STACKED layout: kernel [features, embed]) scaled by `pard2.proj_update_scale`."""
+    proj = jax.tree.map(lambda u: u * objective.proj_lr_multiplier, proj)
+    if objective.precondition:
+        scale = pard2.proj_update_scale(stats["feature_sq"], stats["featured"])
+        proj = dict(proj, kernel=proj["kernel"] * scale[:, None])
+    return proj
 
 
 @dataclasses.dataclass(frozen=True)

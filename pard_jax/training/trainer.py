@@ -76,7 +76,7 @@ def build_setup(cfg: TrainConfig, model: InitialModel | None = None, devices=Non
     if model.target is not None:
         p2 = cfg.pard2
         objective = pard2.Objective(model.target.cfg, pipeline.base_length(cfg), p2.ce_alpha, p2.kd_alpha,
-                                    p2.kd_temperature, p2.cat, p2.precondition)
+                                    p2.kd_temperature, p2.cat, p2.precondition, p2.proj_lr_multiplier)
         target_abstract = jax.eval_shape(lambda: init_params(model.target.cfg, jax.random.key(0)))
         target_shardings = sharding.tree_shardings(mesh, target_abstract, param_logical_axes(model.target.cfg))
     step_fn = train_step.jit_train_step(
