@@ -17,6 +17,7 @@ from pard_jax.models import masks
 from pard_jax.models.config import Pard2
 from pard_jax.training import cod, packing, pard2
 from pard_jax.training import step as train_step
+from pard_jax.training import trainer
 from pard_jax.models.decoder import forward
 from tests.tiny_models import tiny_config, tiny_params
 
@@ -82,11 +83,22 @@ def test_packed_pard2_rows_equal_the_per_example_computation():
     featured = sum(int(np.sum(ex["labels"] >= 0)) for _, ex in examples if ex["features"][0])
     assert float(jnp.sum(stats["count_by_block_td"])) == featured < float(jnp.sum(stats["count_by_block"]))
     m = train_step.metrics_from_sums(loss_sum, stats)
-    assert m["accuracy_by_block_td"].shape == m["accuracy_by_block_ti"].shape == (K,)
+    np.testing.assert_allclose(m["hits_by_block_td"] + m["hits_by_block_ti"],
+                               np.stack([stats["correct_by_block"], stats["count_by_block"]]))
     # the features matter: dropping them for every example changes the loss (so the test can fail)
     off = dict(batch, features=jnp.zeros_like(batch["features"]))
     assert abs(float(train_step.loss_sums(draft_params, DRAFT, off, K, target_params=target_params,
                                           objective=obj)[0]) - float(loss_sum)) > 1e-3
+
+
+def test_a_log_record_divides_the_td_and_ti_sums_of_its_steps():
+    """A step without TI sequences adds nothing to TI's accuracy (a mean of per-step ratios would add a 0)."""
+    def step(td, ti):
+        return {"loss": 1.0, "ce": 1.0, "kd": 1.0, "accuracy_by_block": np.zeros(2), "positions": 1.0, "kept": 1.0,
+                "grad_norm": 1.0, "hits_by_block_td": np.asarray(td, float), "hits_by_block_ti": np.asarray(ti, float)}
+    steps = [step([[3, 1], [4, 2]], [[0, 0], [0, 0]]), step([[1, 1], [4, 2]], [[2, 0], [4, 0]])]
+    record = trainer._log_record(5, steps, 0.0, 1e-3)
+    assert record["accuracy_by_block_td"] == [0.5, 0.5] and record["accuracy_by_block_ti"] == [0.5, None]
 
 
 def test_rows_hold_at_most_base_length_real_tokens():

@@ -1,6 +1,7 @@
 """Probe whether the target's features can pay for a PARD-2 draft: see docs/training.md.
 
-Thin wrapper of `pard_jax.cli.probe_features` (installed as `pard-probe-features`); run it with --help for the options."""
+Thin wrapper of `pard_jax.cli.probe_features` (installed as `pard-probe-features`); run it with --help for the
+options."""
 
 import importlib.util
 import os

@@ -100,18 +100,18 @@ def loss_sums(params, cfg: ModelConfig, batch: dict[str, jax.Array], k: int, *, 
 
 def metrics_from_sums(loss_sum, stats) -> dict[str, jax.Array]:
     """Sums -> metrics: loss (the weighted mean), ce and kd (weighted means of each term), accuracy_by_block
-    [k], and the counts."""
+    [k], and the counts (PARD-2: hits_by_block_td / _ti)."""
     weight = jnp.maximum(stats["weight"], 1e-6)
-    ratio = lambda hits, count: hits / jnp.maximum(count, 1.0)  # noqa: E731
     out = {
         "loss": loss_sum / weight, "ce": stats["ce"] / weight, "kd": stats["kd"] / weight,
-        "accuracy_by_block": ratio(stats["correct_by_block"], stats["count_by_block"]),
+        "accuracy_by_block": stats["correct_by_block"] / jnp.maximum(stats["count_by_block"], 1.0),
         "tokens": stats["tokens"], "positions": stats["positions"], "kept": stats["kept"],
     }
-    if "correct_by_block_td" in stats:  # PARD-2: the sequences with features (TD) and those without (TI) apart
-        out["accuracy_by_block_td"] = ratio(stats["correct_by_block_td"], stats["count_by_block_td"])
-        out["accuracy_by_block_ti"] = ratio(stats["correct_by_block"] - stats["correct_by_block_td"],
-                                            stats["count_by_block"] - stats["count_by_block_td"])
+    if "correct_by_block_td" in stats:  # PARD-2: hits and counts [2, k] of the sequences with features (TD) and
+        # without (TI), as sums: a step may hold no TI sequence, so a log record divides the sums of its steps
+        out["hits_by_block_td"] = jnp.stack([stats["correct_by_block_td"], stats["count_by_block_td"]])
+        out["hits_by_block_ti"] = jnp.stack([stats["correct_by_block"] - stats["correct_by_block_td"],
+                                             stats["count_by_block"] - stats["count_by_block_td"]])
     return out
 
 

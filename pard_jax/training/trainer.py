@@ -190,13 +190,19 @@ def _log_record(step: int, pending: list, since: float, lr: float) -> dict:
         "ce": float(np.mean([m["ce"] for m in got])),
         "kd": float(np.mean([m["kd"] for m in got])),
         "accuracy_by_block": np.mean([m["accuracy_by_block"] for m in got], axis=0).round(6).tolist(),
-        **{f"accuracy_by_block_{p}": np.mean([m[f"accuracy_by_block_{p}"] for m in got], axis=0).round(4).tolist()
-           for p in ("td", "ti") if f"accuracy_by_block_{p}" in got[0]},  # PARD-2: with and without features
+        **{f"accuracy_by_block_{p}": _split_accuracy([m[f"hits_by_block_{p}"] for m in got])
+           for p in ("td", "ti") if f"hits_by_block_{p}" in got[0]},  # PARD-2: with and without features
         "tokens_per_second": positions / seconds,  # real sequence positions (block 0, no padding)
         "packed_tokens_per_second": sum(m["kept"] for m in got) / seconds,  # all kept tokens, mask blocks too
         "lr": lr,
         "grad_norm": float(np.mean([m["grad_norm"] for m in got])),
     }
+
+
+def _split_accuracy(hits: list) -> list:
+    """Accuracy by block over steps' [hits, count] sums (None for a block no step had a token in)."""
+    correct, count = np.sum(np.asarray(hits, np.float64), axis=0)
+    return [None if n == 0 else round(float(c / n), 4) for c, n in zip(correct, count)]
 
 
 def _progress_bar(start: int, total: int, enabled: bool):
