@@ -41,16 +41,12 @@ from pard_jax.weights.tokenizer import encode_prompt
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--prompts-file", action="append", required=True, help="a prompt set (repeatable)")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--draft", help="a draft model: a local HF directory, a .gguf, a hub id or a packaged name")
-    which.add_argument("--checkpoint", metavar="RUN_DIR", help="the run_dir of a training run")
-    p.add_argument("--step", type=int, help="checkpoint step (default: the latest complete one)")
+    add_draft_args(p)
     p.add_argument("-k", type=int, default=4, help="proposals per draft call to score (default 4)")
     p.add_argument("--limit", type=int, help="use only the first N prompts of each set")
     p.add_argument("--max-new-tokens", type=int, default=128, help="length of the target's answers")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML inference config: the target, chat template")
     p.add_argument("--target")
-    p.add_argument("--draft-layers", type=int, help="use only the draft's first N layers")
     p.add_argument("--mask-token-id", type=int, help="default: the draft's pard_token")
     p.add_argument("--pard2", choices=["td", "ti"], default="td",
                    help="a PARD-2 draft: read the target's hidden states (td, the default) or not (ti)")
@@ -58,6 +54,23 @@ def parse_args(argv=None):
     p.add_argument("--no-chat-template", action="store_true")
     p.add_argument("--json", metavar="FILE", help="also write the figures to this JSON file")
     return p.parse_args(argv)
+
+
+def add_draft_args(p: argparse.ArgumentParser) -> None:
+    """The draft to score: --draft SPEC [--draft-layers N] or --checkpoint RUN_DIR [--step S] (`load_draft`)."""
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--draft", help="a draft model: a local HF directory, a .gguf, a hub id or a packaged name")
+    which.add_argument("--checkpoint", metavar="RUN_DIR", help="the run_dir of a training run")
+    p.add_argument("--step", type=int, help="checkpoint step (default: the latest complete one)")
+    p.add_argument("--draft-layers", type=int, help="use only the draft's first N layers")
+
+
+def check_draft_args(args) -> None:
+    """Refuse --step without --checkpoint and --draft-layers with it."""
+    if args.step is not None and args.checkpoint is None:
+        raise UserError("--step goes with --checkpoint; drop it, or pass the run_dir with --checkpoint")
+    if args.draft_layers is not None and args.checkpoint is not None:
+        raise UserError("--draft-layers goes with --draft; a checkpoint is scored with the layers it was trained with")
 
 
 def main(argv=None) -> int:
@@ -96,10 +109,7 @@ def load_draft(args, target_embed):
 def evaluate(args) -> int:
     if args.k < 1 or args.max_new_tokens < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise UserError("-k, --max-new-tokens, --batch-size and --limit must be positive")
-    if args.step is not None and args.checkpoint is None:
-        raise UserError("--step goes with --checkpoint; drop it, or pass the run_dir with --checkpoint")
-    if args.draft_layers is not None and args.checkpoint is not None:
-        raise UserError("--draft-layers goes with --draft; a checkpoint is scored with the layers it was trained with")
+    check_draft_args(args)
     sets = {os.path.splitext(os.path.basename(p))[0]: read_prompts(p)[:args.limit] for p in args.prompts_file}
     overrides = overrides_from_args(argparse.Namespace(target=args.target, no_chat_template=args.no_chat_template),
                                     InferConfig)

@@ -1,7 +1,8 @@
 """Whether the target's features can pay for a PARD-2 draft: a linear probe on training data, in minutes
 (`pard_jax.training.feature_probe`).
 
-python train/probe_features.py --data PATH [--data PATH ...] (--draft SPEC | --checkpoint RUN_DIR [--step S])
+python train/probe_features.py --data PATH [--data PATH ...]
+    (--draft SPEC [--draft-layers N] | --checkpoint RUN_DIR [--step S])
     [--target SPEC] [--layers=-1,-8,-16,-24] [--sequences 400] [--length 256] [--steps 150] [--json FILE]
 
 --data takes what a training config's data.paths takes (distillation shard folders, .jsonl, text). The last fifth
@@ -19,11 +20,13 @@ import logging
 import numpy as np
 
 from pard_jax.cli import run_cli
+from pard_jax.cli.eval_draft import add_draft_args, check_draft_args, load_draft
 from pard_jax.console import log
 from pard_jax.errors import UserError
+from pard_jax.models.config import missing_hidden_states
 from pard_jax.models.decoder import head_of
+from pard_jax.speculative.assemble import check_shared_vocab
 from pard_jax.training import feature_probe
-from pard_jax.training.export import load_checkpoint
 from pard_jax.training.records import encode_record, read_records
 from pard_jax.weights.sources import SMOLLM2_ALIAS, load_model
 from pard_jax.weights.tokenizer import load_tokenizer
@@ -34,10 +37,7 @@ DEFAULT_LAYERS = (-1, -8, -16, -24)
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", action="append", required=True, help="training data: a shard folder or file (repeatable)")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--draft", help="a draft model: a local HF directory, a .gguf, a hub id or a packaged name")
-    which.add_argument("--checkpoint", metavar="RUN_DIR", help="the run_dir of a training run")
-    p.add_argument("--step", type=int, help="checkpoint step (default: the latest complete one)")
+    add_draft_args(p)
     p.add_argument("--target", default=SMOLLM2_ALIAS, help=f"the target model (default {SMOLLM2_ALIAS})")
     p.add_argument("--layers", help="the target's hidden states, transformers' indices (default: the draft's "
                    "pard2_target_layers, else -1,-8,-16,-24; write --layers=-1,-8 for negative indices)")
@@ -60,16 +60,10 @@ def probe(args) -> int:
         raise UserError("--sequences, --length, --steps and --lr must be positive")
     if args.sequences < 5:
         raise UserError("--sequences must be at least 5: a fifth of them is held out")
-    if args.step is not None and args.checkpoint is None:
-        raise UserError("--step goes with --checkpoint; drop it, or pass the run_dir with --checkpoint")
+    check_draft_args(args)
     records = read_records(args.data)  # bad paths fail before any model loads
     target = load_model(args.target)
-    if args.checkpoint:
-        draft_cfg, draft_params, _, step = load_checkpoint(args.checkpoint, args.step)
-        what = f"{args.checkpoint} step {step}"
-    else:
-        draft = load_model(args.draft, shared_embed=target.params["embed"])
-        draft_cfg, draft_params, what = draft.cfg, draft.params, args.draft
+    draft_cfg, draft_params, what = load_draft(args, target.params["embed"])
     if args.layers:
         try:
             layers = tuple(int(x) for x in args.layers.split(","))
@@ -78,12 +72,10 @@ def probe(args) -> int:
     else:
         layers = tuple(draft_cfg.pard2.target_layers) if draft_cfg.pard2 is not None else DEFAULT_LAYERS
     n = target.cfg.num_layers
-    if any(not -(n + 1) <= i <= n for i in layers):
+    if missing_hidden_states(layers, n):
         raise UserError(f"--layers {list(layers)}: the {n}-layer target's hidden states are -{n + 1}..{n}")
-    if draft_cfg.vocab_size != target.cfg.vocab_size:
-        raise UserError(f"the draft's vocabulary ({draft_cfg.vocab_size}) and the target's "
-                        f"({target.cfg.vocab_size}) differ: a PARD-2 draft shares its target's tokenizer")
     tok = load_tokenizer(target.tokenizer_source)
+    check_shared_vocab(target.cfg, draft_cfg, tok)
     sequences, scored = [], []
     for rec in records:
         e = encode_record(rec, tok, chat_template=True, train_on_prompt=False, max_length=args.length)

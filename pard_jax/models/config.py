@@ -28,6 +28,12 @@ class RopeScaling:
     original_max_position_embeddings: int
 
 
+def missing_hidden_states(layers, num_layers: int) -> list[int]:
+    """The indices of `layers` that name no hidden state of a `num_layers`-layer model (transformers' tuple of
+    num_layers + 1: -(num_layers + 1) .. num_layers)."""
+    return [i for i in layers if not -(num_layers + 1) <= i <= num_layers]
+
+
 @dataclasses.dataclass(frozen=True)
 class Pard2:
     """A PARD-2 draft's target-dependent input (arXiv 2605.08632): the embedding of the token at position j plus

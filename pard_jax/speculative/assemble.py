@@ -16,7 +16,7 @@ import jax
 from pard_jax.dtypes import dtype_of
 from pard_jax.errors import UserError
 from pard_jax.models import shapes
-from pard_jax.models.config import ModelConfig
+from pard_jax.models.config import ModelConfig, missing_hidden_states
 from pard_jax.models.kernels import Kernels
 from pard_jax.speculative.config import InferConfig, validate
 from pard_jax.speculative.loop import DecodeLoop, Mode
@@ -65,7 +65,7 @@ def target_dependent(c: InferConfig, target: ModelConfig, draft: ModelConfig | N
         raise UserError("--pard2 td needs --mode pard and a PARD-2 draft (config.json spd_type pard2 and a "
                         "warp_model.bin); use --pard2 ti or auto")
     n = target.num_layers
-    bad = [i for i in p2.target_layers if not -(n + 1) <= i <= n]
+    bad = missing_hidden_states(p2.target_layers, n)
     if bad:
         raise UserError(f"the draft reads target hidden states {bad}, which a {n}-layer target does not have "
                         f"(-{n + 1}..{n}); use the target it was trained for, or --pard2 ti")

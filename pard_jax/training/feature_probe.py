@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 from pard_jax.models.config import ModelConfig
-from pard_jax.models.decoder import forward, head_of
+from pard_jax.models.decoder import forward
 from pard_jax.training.step import head_labels
 
 
@@ -57,7 +57,9 @@ def collect(draft_params, draft_cfg: ModelConfig, target_params, target_cfg: Mod
         h = np.asarray(run_draft(draft_params, tokens))
         for row, s in enumerate(group):
             t = np.flatnonzero(np.asarray(scored[start + row])[2:]) + 1  # t + 1 scored, t >= 1
-            hidden.append(h[row, t]), features.append(f[row, t - 1]), labels.append(s[t + 1])
+            hidden.append(h[row, t])
+            features.append(f[row, t - 1])
+            labels.append(s[t + 1])
             seq.append(np.full(len(t), start + row))
     features = np.concatenate(features)
     features = features / np.sqrt(np.mean(np.square(features), axis=0) + 1e-6)

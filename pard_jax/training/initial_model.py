@@ -15,7 +15,7 @@ import numpy as np
 from pard_jax.distill.vocab import coverage, frequent_ids, token_counts
 from pard_jax.dtypes import dtype_of
 from pard_jax.errors import UserError
-from pard_jax.models.config import ModelConfig, Pard2
+from pard_jax.models.config import ModelConfig, Pard2, missing_hidden_states
 from pard_jax.training import checkpoint
 from pard_jax.training.config import BYTE_TOKENIZER, TrainConfig
 from pard_jax.training.records import read_records, trained_ids
@@ -54,10 +54,10 @@ def load_target(cfg: TrainConfig) -> TargetModel | None:
 
 def check_target_layers(cfg: TrainConfig, target: ModelConfig) -> None:
     n = target.num_layers
-    for i in cfg.pard2.target_layers:
-        if not -(n + 1) <= i <= n:
-            raise UserError(f"pard2.target_layers: {i} is not a hidden state of the {n}-layer target; use "
-                            f"-{n + 1}..{n}")
+    bad = missing_hidden_states(cfg.pard2.target_layers, n)
+    if bad:
+        raise UserError(f"pard2.target_layers: {bad[0]} is not a hidden state of the {n}-layer target; use "
+                        f"-{n + 1}..{n}")
 
 
 def with_pard2(cfg: TrainConfig, model_cfg: ModelConfig, host_params: dict | None, target: TargetModel):
