@@ -363,3 +363,22 @@ def test_compact_draft_ships_its_own_embedding_rows_and_trained_sub_vocabulary_h
     got = forward(compact.params, compact.cfg, tokens, pos)
     assert ref.shape == got.shape == (1, 5, len(ids))
     assert float(jnp.max(jnp.abs(ref - got))) < 0.05 * float(jnp.max(jnp.abs(ref)))
+
+
+def test_a_draft_warm_started_from_a_compact_draft_ships_compact_again(tmp_path):
+    """A compact draft with a sub-vocabulary head loads untied (its config says so); trained further from there
+    (e.g. into a PARD-2 draft) it exports compact again, the same model."""
+    base = tiny_config()
+    ids = tuple(range(0, base.vocab_size, 3))
+    cfg = dataclasses.replace(base, pard_token=3, draft_vocab=ids)
+    params = tiny_params(cfg, 0, scale=1.0)
+    target_table = np.asarray(params["embed"])
+    params["draft_head"] = params["draft_head"] * 1.5
+    export_hf(params, cfg, str(tmp_path / "first"), compact=True)
+    first = load_model(str(tmp_path / "first"), shared_embed=target_table)
+    assert not first.cfg.tie_word_embeddings
+    export_hf(first.params, first.cfg, str(tmp_path / "again"), compact=True)
+    again = load_model(str(tmp_path / "again"), shared_embed=target_table)
+    assert again.cfg == first.cfg
+    for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(again.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

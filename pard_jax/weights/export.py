@@ -24,18 +24,18 @@ def export_hf(params, cfg: ModelConfig, out_dir: str, tokenizer=None, compact: b
 
     `compact` writes a draft for shipping beside its target: bfloat16 weights and, of the embedding table, only
     the rows `embed_rows` (where the draft's table differs from its target's, e.g. a learned mask token); the
-    rest is the target's at load time (requires tied embeddings). A trained sub-vocabulary head goes out as an
-    lm_head of only its N rows. transformers cannot load that form; the full form is an ordinary HF model.
+    rest is the target's at load time (so the output layer must be the table, tied, or a sub-vocabulary head). A
+    trained sub-vocabulary head goes out as an lm_head of only its N rows. transformers cannot load that form; the full form is an ordinary HF model.
     """
     tensors = params_to_hf(params, cfg)
     warp = {k: tensors.pop(k) for k in ("target_proj.weight", "target_proj.bias") if k in tensors}
-    untied = cfg.tie_word_embeddings and "lm_head.weight" in tensors  # a trained sub-vocabulary head
+    sub_head = cfg.draft_vocab is not None and "lm_head.weight" in tensors  # a trained sub-vocabulary head
     if compact:
-        if not cfg.tie_word_embeddings:
-            raise UserError("a compact export drops the embedding table, which needs tied embeddings; "
-                            "export the full form instead")
+        if not cfg.tie_word_embeddings and cfg.draft_vocab is None:
+            raise UserError("a compact export drops the embedding table, which needs tied embeddings or a "
+                            "sub-vocabulary head; export the full form instead")
         table = tensors.pop("model.embed_tokens.weight")
-        if untied:
+        if sub_head:
             tensors["lm_head.weight"] = tensors["lm_head.weight"][np.asarray(cfg.draft_vocab)]
         tensors = {k: v.astype(ml_dtypes.bfloat16) for k, v in tensors.items()}
         warp = {k: v.astype(ml_dtypes.bfloat16) for k, v in warp.items()}
@@ -44,7 +44,7 @@ def export_hf(params, cfg: ModelConfig, out_dir: str, tokenizer=None, compact: b
             tensors[EMBED_ROWS] = table[rows].astype(ml_dtypes.bfloat16)
             tensors[EMBED_ROW_IDS] = rows
     hf_cfg = cfg.to_hf_dict()
-    if untied:
+    if sub_head:
         hf_cfg["tie_word_embeddings"] = False
     dtypes = {str(a.dtype) for k, a in tensors.items() if k != EMBED_ROW_IDS}
     if len(dtypes) == 1:
