@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from pard_jax.errors import UserError
 from pard_jax.training import trainer
 from pard_jax.training.config import load_train_config
 
@@ -45,3 +46,19 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
 
     # Finished: running again trains nothing more.
     assert trainer.run(_cfg(run_dir), progress=False) == []
+
+
+def test_stop_at_ends_a_run_with_a_checkpoint_and_a_later_run_continues_its_schedule(tmp_path):
+    """train.stop_at=3 saves step 3 (checkpoint.every is 2) and stops; the next run (with a setting changed, as
+    between the phases of a recipe) resumes there, on the learning-rate schedule of train.steps."""
+    full = trainer.run(_cfg(tmp_path / "a"), progress=False)
+    run_dir = tmp_path / "b"
+    first = trainer.run(_cfg(run_dir, "train.stop_at=3"), progress=False)
+    assert [r["step"] for r in first] == [1, 2, 3]
+    assert 3 in [int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()]
+    rest = trainer.run(_cfg(run_dir, "train.stop_at=5", "train.log_every=2"), progress=False)
+    assert [r["step"] for r in rest] == [4, 5]
+    assert rest[-1]["lr"] == pytest.approx(full[4]["lr"], rel=1e-6)
+    assert trainer.run(_cfg(run_dir, "train.stop_at=5"), progress=False) == []  # already there
+    with pytest.raises(UserError, match="train.stop_at must lie in 0..train.steps=8"):
+        _cfg(run_dir, "train.stop_at=9")

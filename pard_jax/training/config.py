@@ -103,6 +103,8 @@ class MeshSection:
 @dataclasses.dataclass
 class TrainSection:
     steps: int = 1000  # optimizer steps (the learning-rate schedule spans them)
+    stop_at: int = 0  # end this run after that step, with a checkpoint (0: at `steps`); the schedule still spans
+    # `steps`, so a later run with a later stop_at continues it as one run (e.g. with a setting changed between)
     batch_size: int = 8  # packed rows per optimizer step, all processes together
     grad_accum: int = 1  # micro-batches per step (batch_size / grad_accum rows each)
     compute_dtype: str = "float32"  # float32 | bfloat16 (parameters stay float32)
@@ -174,6 +176,9 @@ def validate_static(cfg: TrainConfig) -> None:
         raise UserError(f"optimizer.schedule must be cosine, linear or constant, got {cfg.optimizer.schedule!r}")
     if cfg.train.steps < 1 or cfg.train.batch_size < 1 or cfg.train.grad_accum < 1:
         raise UserError("train.steps, train.batch_size and train.grad_accum must be positive")
+    if not 0 <= cfg.train.stop_at <= cfg.train.steps:
+        raise UserError(f"train.stop_at must lie in 0..train.steps={cfg.train.steps} (0: stop at train.steps), "
+                        f"got {cfg.train.stop_at}")
     if cfg.train.batch_size % cfg.train.grad_accum:
         raise UserError(f"train.batch_size={cfg.train.batch_size} must be a multiple of "
                         f"train.grad_accum={cfg.train.grad_accum}")

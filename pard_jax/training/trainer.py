@@ -125,7 +125,8 @@ def _trim_metrics(path: str, last_step: int) -> None:
 
 
 def run(cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = True, devices=None) -> list[dict]:
-    """Train from the latest complete checkpoint in cfg.run_dir (or from the start) to train.steps.
+    """Train from the latest complete checkpoint in cfg.run_dir (or from the start) to train.steps (or
+    train.stop_at, where a checkpoint is saved too).
 
     `stop_after` ends this invocation after that many steps as a kill would: without a final checkpoint
     (a later run resumes from the last periodic one). Returns the logged metrics.
@@ -155,7 +156,8 @@ def run(cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = Tru
         with open(os.path.join(cfg.run_dir, "config.yaml"), "w") as f:
             yaml.safe_dump(dataclasses.asdict(cfg), f, sort_keys=False)
         _trim_metrics(metrics_path, start)
-    end = cfg.train.steps if stop_after is None else min(cfg.train.steps, start + stop_after)
+    last = cfg.train.stop_at or cfg.train.steps
+    end = last if stop_after is None else min(last, start + stop_after)
     logged: list[dict] = []
     bar = _progress_bar(start, cfg.train.steps, enabled=progress and main)
     pending, t0 = [], time.perf_counter()
@@ -173,7 +175,7 @@ def run(cfg: TrainConfig, *, stop_after: int | None = None, progress: bool = Tru
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps(record) + "\n")
         if cfg.checkpoint.every > 0:
-            ckpt.save(step, params, opt_state, batches, meta, force=step == cfg.train.steps)
+            ckpt.save(step, params, opt_state, batches, meta, force=step == last)
     bar.close()
     ckpt.close()
     return logged
