@@ -74,7 +74,7 @@ def accuracy(data: ProbeData, head: np.ndarray, proj: np.ndarray, rows: np.ndarr
 
 
 def fit(data: ProbeData, head: np.ndarray, train: np.ndarray, held_out: np.ndarray, *, use_draft: bool = True,
-        steps: int = 150, lr: float = 3e-4, batch: int = 1024, every: int = 25, seed: int = 0):
+        steps: int, lr: float, batch: int = 1024, every: int = 25, seed: int = 0):
     """Fit A [F, D] from zero by Adam on the cross-entropy over `train` rows (the draft and its head frozen).
     Returns (A at the best held-out accuracy, [(step, held-out accuracy)] every `every` steps, from step 0)."""
     h, f, y = (jnp.asarray(x[train]) for x in (data.hidden, data.features, data.labels))
