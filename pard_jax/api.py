@@ -27,7 +27,7 @@ def load(config: InferConfig | str | None = None, **settings) -> Pipeline:
     """Load a target (and its draft) and make their generator.
 
     `config` is an `InferConfig` or a YAML file of one (default: the packaged config, SmolLM2-135M-Instruct with
-    the shipped PARD draft, k=2); `settings` override its keys, e.g. `target=`, `draft=`, `mode=` ("ar", "sd",
+    the shipped draft); `settings` override its keys, e.g. `target=`, `draft=`, `mode=` ("ar", "sd",
     "pard"), `k=`, `max_new_tokens=`, `temperature=`, `batch_size=`, `dtype=`, `mesh={"tensor": 2}`. Another
     target needs its own `draft=` (or `mode="ar"`). In a multi-host run (`distributed.enabled`) every process calls
     this, then generates the same prompts.

@@ -54,7 +54,7 @@ LOOP_PROMPT = 64  # prompt tokens of the timed loops
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--target", default="smollm2-135m-instruct")
-    p.add_argument("--draft", default="smollm2-135m-pard", help="default: the PARD draft this package ships")
+    p.add_argument("--draft", default="smollm2-135m-pard", help="default: the draft this package ships")
     p.add_argument("--draft-layers", type=int, default=None, help="use only the draft's first N layers")
     p.add_argument("--mask-token-id", type=int, default=None, help="default: the draft's pard_token")
     p.add_argument("-k", default="4,8,12")

