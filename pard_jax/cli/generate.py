@@ -125,8 +125,9 @@ def print_summary(label, results, seconds, gen, out) -> float:
     return speed
 
 
-def compare_with_ar(gen, ids, cfg, results, out, repeats: int = 2) -> None:
-    """Decode the same prompts with plain decoding (same target and settings) and compare.
+def compare_with_ar(gen, ids, cfg, results, out, label: str, repeats: int = 2) -> None:
+    """Decode the same prompts with plain decoding (same target and settings) and compare (`label`: the run's,
+    e.g. "pard k=2 ti").
 
     Both decoders are warmed up, then timed alternately `repeats` times; the best time of each counts (the
     least disturbed by anything else on the machine). Silent runs make the same host round trips as a
@@ -140,7 +141,6 @@ def compare_with_ar(gen, ids, cfg, results, out, repeats: int = 2) -> None:
     for _ in range(repeats):
         spec_s = min(spec_s, timed_generate(gen, ids, cfg.seed, silent)[1])
         ar_s = min(ar_s, timed_generate(ar, ids, cfg.seed, silent)[1])
-    label = f"{cfg.mode} k={cfg.k}"
     speed = print_summary(f"{label}, best warm run", results, spec_s, gen, out)
     ar_speed = print_summary("ar, best warm run", ar_results, ar_s, ar, out)
     same = sum(r.token_ids == a.token_ids for r, a in zip(results, ar_results))
@@ -201,5 +201,5 @@ def _generate(args, cfg, prompts) -> int:
     out = sys.stderr if args.json else sys.stdout
     print_summary(label, results, seconds, gen, out)
     if args.compare_ar and cfg.mode.uses_draft:
-        compare_with_ar(gen, ids, cfg, results, out)
+        compare_with_ar(gen, ids, cfg, results, out, label)
     return 0
