@@ -80,7 +80,7 @@ def test_pard2_drafts_that_cannot_work_are_refused_in_one_sentence(capsys, pair,
     cfg = json.load(open(os.path.join(wide, "config.json")))
     cfg.update(pard2_target_layers=[-1, 5], pard2_target_dim=96)
     json.dump(cfg, open(os.path.join(wide, "config.json"), "w"))
-    rc, _, err = _run(capsys, dict(pair, draft=wide), "--mode", "pard")
+    rc, _, err = _run(capsys, dict(pair, draft=wide), "--mode", "pard", "--pard2", "auto")  # (the packaged default: ti)
     assert rc == 2 and "hidden states [5]" in err and "--pard2 ti" in err
     rc, out, err = _run(capsys, dict(pair, draft=wide), "--mode", "pard", "--pard2", "ti")
     assert rc == 0, err  # target-independently it still drafts
