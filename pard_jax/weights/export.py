@@ -25,7 +25,8 @@ def export_hf(params, cfg: ModelConfig, out_dir: str, tokenizer=None, compact: b
     `compact` writes a draft for shipping beside its target: bfloat16 weights and, of the embedding table, only
     the rows `embed_rows` (where the draft's table differs from its target's, e.g. a learned mask token); the
     rest is the target's at load time (so the output layer must be the table, tied, or a sub-vocabulary head). A
-    trained sub-vocabulary head goes out as an lm_head of only its N rows. transformers cannot load that form; the full form is an ordinary HF model.
+    trained sub-vocabulary head goes out as an lm_head of only its N rows. transformers cannot load that form; the
+    full form is an ordinary HF model.
     """
     tensors = params_to_hf(params, cfg)
     warp = {k: tensors.pop(k) for k in ("target_proj.weight", "target_proj.bias") if k in tensors}
